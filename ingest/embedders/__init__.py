@@ -1,0 +1,23 @@
+"""Embedder registry: ``embedder.kind`` → implementation, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+from ingest.config import EmbedderConfig
+from ingest.embedders.base import Embedder, Vectors, validate_vectors
+
+# kind -> "module:Class"; vendor SDKs are imported only when their kind is used.
+EMBEDDERS: dict[str, str] = {
+    "local": "ingest.embedders.local:LocalEmbedder",
+    "openai": "ingest.embedders.openai:OpenAIEmbedder",
+}
+
+
+def make_embedder(cfg: EmbedderConfig) -> Embedder:
+    """Build the embedder a crawl definition names."""
+    module, cls = EMBEDDERS[cfg.kind].split(":")
+    return getattr(importlib.import_module(module), cls)(cfg)  # type: ignore[no-any-return]
+
+
+__all__ = ["EMBEDDERS", "Embedder", "Vectors", "make_embedder", "validate_vectors"]

@@ -1,0 +1,49 @@
+"""The one exception tree of webvec.
+
+::
+
+    WebvecError                 base of everything webvec raises on purpose
+    ├── ConfigError             bad crawl definition or environment; fix the input, do not retry
+    ├── TransientError          429 rate limit, 5xx, timeouts, dropped connections: retry with backoff
+    └── PermanentError          401, invalid input, insufficient quota, unknown model: stop at once
+        └── DimensionMismatchError  an existing index/collection has another dimension
+
+Adapters map vendor errors to this tree once, at the seam. Messages say what to do and never contain
+a secret (adapters pass API keys to SDKs, never into messages).
+"""
+
+from __future__ import annotations
+
+
+class WebvecError(Exception):
+    """Base class of every error webvec raises on purpose."""
+
+
+class ConfigError(WebvecError):
+    """A crawl definition or the environment is invalid; the message names the field to fix."""
+
+
+class TransientError(WebvecError):
+    """A failure that may succeed when retried (rate limit, server error, timeout).
+
+    ``retry_after`` is the delay in seconds the server asked for, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(WebvecError):
+    """A failure that retrying cannot fix (bad key, invalid input, quota, unknown model)."""
+
+
+class DimensionMismatchError(PermanentError):
+    """The target index or collection exists with a different vector dimension."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(f"{module} is not installed: pip install 'webvec[{extra}]'")

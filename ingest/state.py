@@ -1,0 +1,384 @@
+"""The state DB (SQLAlchemy Core): the spider's page store and the sync ledger.
+
+SQLite under ``$WEBVEC_HOME/state.db`` by default (WAL mode, so the spider subprocess writes pages
+while the flow reads them); any SQLAlchemy URL (e.g. PostgreSQL) for a ledger shared by workers.
+
+Tables
+- ``runs``          one row per flow run, with its summary.
+- ``fetched``       the page store: every response the spider kept or skipped, per run.
+- ``pages``         the ledger of known pages: validators, content hash, first/last seen, status.
+- ``chunks``        the chunks of each live page (id, text, position, tokens, heading path).
+- ``embeddings``    the embedding cache: (model_key, text_hash) → vector.
+- ``written``       which chunk ids are in which store target under which model_key.
+- ``page_links``    the spider's own cache of each page's out-links, so a 304 answer (no body) still
+                    lets the crawl follow the links the page had.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("crawl", sa.String(100), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("summary", sa.JSON),
+)
+
+fetched = sa.Table(
+    "fetched",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("final_url", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("content_type", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("depth", sa.Integer, nullable=False, default=0),
+    sa.Column("body", sa.LargeBinary),  # zlib-compressed
+    sa.Column("skip_reason", sa.Text),
+)
+
+pages = sa.Table(
+    "pages",
+    metadata,
+    sa.Column("crawl", sa.String(100), primary_key=True),
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("doc_id", sa.String(32), nullable=False),
+    sa.Column("canonical_url", sa.Text),
+    sa.Column("title", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("fingerprint", sa.BigInteger),  # SimHash of the text, for near-duplicates
+    sa.Column("alias_of", sa.Text),  # URL of the page this one duplicates
+    sa.Column("status", sa.String(20), nullable=False),  # live | gone | skipped | alias
+    sa.Column("skip_reason", sa.Text),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_changed", sa.DateTime(timezone=True)),
+)
+
+chunks = sa.Table(
+    "chunks",
+    metadata,
+    sa.Column("crawl", sa.String(100), primary_key=True),
+    sa.Column("chunk_id", sa.String(80), primary_key=True),
+    sa.Column("doc_id", sa.String(32), nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text_hash", sa.String(32), nullable=False),
+    sa.Column("tokens", sa.Integer, nullable=False),
+    sa.Column("heading_path", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+embeddings = sa.Table(
+    "embeddings",
+    metadata,
+    sa.Column("model_key", sa.String(32), primary_key=True),
+    sa.Column("text_hash", sa.String(32), primary_key=True),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),  # float32 bytes
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+written = sa.Table(
+    "written",
+    metadata,
+    sa.Column("target", sa.Text, primary_key=True),
+    sa.Column("chunk_id", sa.String(80), primary_key=True),
+    sa.Column("model_key", sa.String(32), nullable=False),
+    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+page_links = sa.Table(
+    "page_links",
+    metadata,
+    sa.Column("crawl", sa.String(100), primary_key=True),
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("links", sa.JSON, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back naive; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass
+class FetchedPage:
+    """One response the spider kept (body set) or skipped (skip_reason set)."""
+
+    url: str
+    final_url: str
+    status: int
+    fetched_at: datetime = field(default_factory=utcnow)
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    depth: int = 0
+    body: bytes | None = None
+    skip_reason: str | None = None
+    seq: int = 0
+    run_id: str = ""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: the spider subprocess writes while the flow reads; busy_timeout waits out short locks.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the state DB; SQLite gets WAL and a busy timeout, and its folder is created."""
+    if url.startswith("sqlite"):
+        db_path = sa.engine.make_url(url).database
+        if db_path and db_path != ":memory:":
+            from pathlib import Path
+
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class StateDB:
+    """Access to the state DB; every method is one short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, crawl: str, kind: str = "ingest", run_id: str | None = None) -> str:
+        """Record a run as started and return its id."""
+        run_id = run_id or uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id, crawl=crawl, kind=kind, status="running", started_at=utcnow()
+                )
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+        """Record a run's end, its status (ok | failed | degraded) and summary."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id)
+                .values(status=status, finished_at=utcnow(), summary=summary)
+            )
+
+    def last_runs(self, crawl: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The most recent runs of a crawl, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                runs.select().where(runs.c.crawl == crawl).order_by(runs.c.started_at.desc()).limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # -- page store (written by the spider) --------------------------------------------------
+    def add_fetched(self, run_id: str, page: FetchedPage) -> None:
+        """Store one fetched (or skipped) page of a run."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                fetched.insert().values(
+                    run_id=run_id,
+                    url=page.url,
+                    final_url=page.final_url,
+                    status=page.status,
+                    content_type=page.content_type,
+                    etag=page.etag,
+                    last_modified=page.last_modified,
+                    fetched_at=page.fetched_at,
+                    depth=page.depth,
+                    body=zlib.compress(page.body, 3) if page.body is not None else None,
+                    skip_reason=page.skip_reason,
+                )
+            )
+
+    def fetched_after(self, run_id: str, after_seq: int = 0, limit: int = 200) -> list[FetchedPage]:
+        """Pages of a run stored after ``after_seq``, in storage order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                fetched.select()
+                .where(fetched.c.run_id == run_id, fetched.c.seq > after_seq)
+                .order_by(fetched.c.seq)
+                .limit(limit)
+            ).mappings()
+            return [
+                FetchedPage(
+                    url=r["url"],
+                    final_url=r["final_url"],
+                    status=r["status"],
+                    fetched_at=_aware(r["fetched_at"]) or utcnow(),
+                    content_type=r["content_type"],
+                    etag=r["etag"],
+                    last_modified=r["last_modified"],
+                    depth=r["depth"],
+                    body=zlib.decompress(r["body"]) if r["body"] is not None else None,
+                    skip_reason=r["skip_reason"],
+                    seq=r["seq"],
+                    run_id=r["run_id"],
+                )
+                for r in rows
+            ]
+
+    def purge_fetched(self, keep_run_id: str | None = None) -> None:
+        """Drop stored bodies of other runs (the ledger keeps what later runs need)."""
+        with self.engine.begin() as conn:
+            stmt = fetched.delete()
+            if keep_run_id:
+                stmt = stmt.where(fetched.c.run_id != keep_run_id)
+            conn.execute(stmt)
+
+    # -- spider's link cache ------------------------------------------------------------------
+    def save_links(self, crawl: str, url: str, links: list[str]) -> None:
+        """Remember the out-links of a page (replacing what was there)."""
+        with self.engine.begin() as conn:
+            conn.execute(page_links.delete().where(page_links.c.crawl == crawl, page_links.c.url == url))
+            conn.execute(page_links.insert().values(crawl=crawl, url=url, links=links))
+
+    def load_links(self, crawl: str) -> dict[str, list[str]]:
+        """Out-links of every page of a crawl the spider has seen."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(page_links.c.url, page_links.c.links).where(page_links.c.crawl == crawl)
+            )
+            return {r.url: list(r.links) for r in rows}
+
+    # -- ledger: pages ------------------------------------------------------------------------
+    def page_validators(self, crawl: str) -> dict[str, tuple[str | None, str | None]]:
+        """ETag and Last-Modified of each live page, for conditional requests."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pages.c.url, pages.c.etag, pages.c.last_modified).where(
+                    pages.c.crawl == crawl, pages.c.status == "live"
+                )
+            )
+            return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
+
+    def pages_by_url(self, crawl: str, urls: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Ledger rows of the given URLs that exist."""
+        url_list = list(urls)
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(url_list), 500):
+                rows = conn.execute(
+                    pages.select().where(pages.c.crawl == crawl, pages.c.url.in_(url_list[i : i + 500]))
+                ).mappings()
+                out.update({r["url"]: dict(r) for r in rows})
+        return out
+
+    def all_pages(self, crawl: str) -> list[dict[str, Any]]:
+        """Every ledger row of a crawl."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(pages.select().where(pages.c.crawl == crawl)).mappings()]
+
+    # -- ledger: chunks -----------------------------------------------------------------------
+    def chunk_ids_by_doc(self, crawl: str, doc_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Chunk ids the ledger holds for each document."""
+        ids = list(doc_ids)
+        out: dict[str, set[str]] = {d: set() for d in ids}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(chunks.c.doc_id, chunks.c.chunk_id).where(
+                        chunks.c.crawl == crawl, chunks.c.doc_id.in_(ids[i : i + 500])
+                    )
+                )
+                for r in rows:
+                    out[r.doc_id].add(r.chunk_id)
+        return out
+
+    def all_chunks(self, crawl: str) -> list[dict[str, Any]]:
+        """Every chunk row of a crawl, in document and position order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                chunks.select().where(chunks.c.crawl == crawl).order_by(chunks.c.doc_id, chunks.c.position)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # -- embedding cache ----------------------------------------------------------------------
+    def cached_vectors(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached vectors for the given text hashes under one model_key."""
+        out: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(text_hashes))
+        with self.engine.connect() as conn:
+            for i in range(0, len(unique), 500):
+                rows = conn.execute(
+                    sa.select(embeddings.c.text_hash, embeddings.c.vector).where(
+                        embeddings.c.model_key == model_key, embeddings.c.text_hash.in_(unique[i : i + 500])
+                    )
+                )
+                for r in rows:
+                    out[r.text_hash] = np.frombuffer(r.vector, dtype=np.float32)
+        return out
+
+    def cache_vectors(self, model_key: str, vectors: dict[str, np.ndarray]) -> None:
+        """Add vectors to the embedding cache (existing entries are kept)."""
+        if not vectors:
+            return
+        have = self.cached_vectors(model_key, list(vectors))
+        now = utcnow()
+        rows = [
+            {
+                "model_key": model_key,
+                "text_hash": h,
+                "dim": int(v.shape[0]),
+                "vector": np.asarray(v, dtype=np.float32).tobytes(),
+                "created_at": now,
+            }
+            for h, v in vectors.items()
+            if h not in have
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(embeddings.insert(), rows)
+
+    # -- written ids --------------------------------------------------------------------------
+    def written_ids(self, target: str) -> dict[str, str]:
+        """chunk_id → model_key of everything the ledger says is in ``target``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(written.c.chunk_id, written.c.model_key).where(written.c.target == target)
+            )
+            return {r.chunk_id: r.model_key for r in rows}
