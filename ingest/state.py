@@ -69,6 +69,8 @@ pages = sa.Table(
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
     sa.Column("content_hash", sa.String(64)),
+    sa.Column("chunk_key", sa.String(32)),  # chunking settings + tokenizer the chunks were cut with
+    sa.Column("text", sa.Text),  # the extracted markdown, so a 304 page can be re-chunked
     sa.Column("fingerprint", sa.BigInteger),  # SimHash of the text, for near-duplicates
     sa.Column("alias_of", sa.Text),  # URL of the page this one duplicates
     sa.Column("status", sa.String(20), nullable=False),  # live | gone | skipped | alias
@@ -336,6 +338,122 @@ class StateDB:
                 chunks.select().where(chunks.c.crawl == crawl).order_by(chunks.c.doc_id, chunks.c.position)
             ).mappings()
             return [dict(r) for r in rows]
+
+    # -- ledger: commit (only after the store acknowledged) -----------------------------------
+    def commit_pages(
+        self,
+        crawl: str,
+        target: str,
+        model_key: str,
+        page_rows: Sequence[dict[str, Any]],
+        chunk_rows: Sequence[dict[str, Any]],
+        written_ids: Sequence[str],
+        removed_ids: Sequence[str],
+    ) -> None:
+        """Record new/changed pages with their chunks, and which ids are now in ``target``.
+
+        ``page_rows`` replace the ledger rows of their URLs, ``chunk_rows`` replace all chunks of
+        the documents named in ``page_rows``. One transaction: all of it or nothing.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            urls = [r["url"] for r in page_rows]
+            docs = list({r["doc_id"] for r in page_rows})
+            first_seen: dict[str, Any] = {}
+            for i in range(0, len(urls), 500):
+                for r in conn.execute(
+                    sa.select(pages.c.url, pages.c.first_seen).where(
+                        pages.c.crawl == crawl, pages.c.url.in_(urls[i : i + 500])
+                    )
+                ):
+                    first_seen[r.url] = r.first_seen
+                conn.execute(pages.delete().where(pages.c.crawl == crawl, pages.c.url.in_(urls[i : i + 500])))
+            for i in range(0, len(docs), 500):
+                conn.execute(
+                    chunks.delete().where(chunks.c.crawl == crawl, chunks.c.doc_id.in_(docs[i : i + 500]))
+                )
+            if page_rows:
+                conn.execute(
+                    pages.insert(),
+                    [
+                        {"crawl": crawl, "first_seen": first_seen.get(r["url"], now), "last_seen": now, **r}
+                        for r in page_rows
+                    ],
+                )
+            if chunk_rows:
+                conn.execute(chunks.insert(), [{"crawl": crawl, "created_at": now, **r} for r in chunk_rows])
+            self._mark_written(conn, target, model_key, written_ids, removed_ids, now)
+
+    @staticmethod
+    def _mark_written(
+        conn: sa.Connection,
+        target: str,
+        model_key: str,
+        written_ids: Sequence[str],
+        removed_ids: Sequence[str],
+        now: datetime,
+    ) -> None:
+        ids = list(dict.fromkeys([*written_ids, *removed_ids]))
+        for i in range(0, len(ids), 500):
+            conn.execute(
+                written.delete().where(written.c.target == target, written.c.chunk_id.in_(ids[i : i + 500]))
+            )
+        if written_ids:
+            conn.execute(
+                written.insert(),
+                [
+                    {"target": target, "chunk_id": c, "model_key": model_key, "written_at": now}
+                    for c in dict.fromkeys(written_ids)
+                ],
+            )
+
+    def mark_written(
+        self, target: str, model_key: str, written_ids: Sequence[str], removed_ids: Sequence[str]
+    ) -> None:
+        """Record ids written to / removed from ``target`` outside a page commit (re-embed, repair)."""
+        with self.engine.begin() as conn:
+            self._mark_written(conn, target, model_key, written_ids, removed_ids, utcnow())
+
+    def touch_pages(
+        self, crawl: str, urls: Sequence[str], validators: dict[str, tuple[str | None, str | None]]
+    ) -> None:
+        """Refresh last_seen (and validators) of unchanged pages."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for url in urls:
+                values: dict[str, Any] = {"last_seen": now}
+                etag, last_modified = validators.get(url, (None, None))
+                if etag or last_modified:
+                    values.update(etag=etag, last_modified=last_modified)
+                conn.execute(
+                    pages.update().where(pages.c.crawl == crawl, pages.c.url == url).values(**values)
+                )
+
+    def remove_pages(self, crawl: str, target: str, urls: Sequence[str], status: str = "gone") -> None:
+        """Mark pages gone (their vectors already deleted from the store) and drop their chunks."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for url in urls:
+                row = conn.execute(
+                    sa.select(pages.c.doc_id).where(pages.c.crawl == crawl, pages.c.url == url)
+                ).first()
+                if row is None:
+                    continue
+                ids = [
+                    r.chunk_id
+                    for r in conn.execute(
+                        sa.select(chunks.c.chunk_id).where(
+                            chunks.c.crawl == crawl, chunks.c.doc_id == row.doc_id
+                        )
+                    )
+                ]
+                conn.execute(chunks.delete().where(chunks.c.crawl == crawl, chunks.c.doc_id == row.doc_id))
+                self._mark_written(conn, target, "", [], ids, now)
+                conn.execute(
+                    pages.update()
+                    .where(pages.c.crawl == crawl, pages.c.url == url)
+                    .values(status=status, last_changed=now, text=None)
+                )
 
     # -- embedding cache ----------------------------------------------------------------------
     def cached_vectors(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:

@@ -42,3 +42,14 @@ def serve_dir() -> Iterator[object]:
     yield _serve
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> object:
+    """The packaged all-MiniLM-L6-v2, loaded once per test session."""
+    from ingest.config import LocalEmbedderConfig
+    from ingest.embedders.local import LocalEmbedder
+
+    embedder = LocalEmbedder(LocalEmbedderConfig())
+    embedder.check()
+    return embedder

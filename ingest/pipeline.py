@@ -1,0 +1,299 @@
+"""The batch steps of a run (stages 2–7 of DESIGN.md), as plain functions over a RunContext.
+
+The Prefect flows wrap each step in a task; the CLI's dry-run ``plan`` and the tests call them
+directly. Order inside a batch: extract → plan → chunk → embed (cache first) → write to the
+store (upsert, then delete stale ids) → commit the ledger. The ledger is written only after the
+store acknowledged, and every id is deterministic, so a re-run after a crash converges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from ingest.chunking import Chunk, chunk_markdown
+from ingest.config import CrawlConfig
+from ingest.embedders import Embedder, make_embedder
+from ingest.extract import Document, Skip, extract
+from ingest.ids import doc_prefix, model_key
+from ingest.state import FetchedPage, StateDB
+from ingest.stores import VectorRecord, VectorStore, make_store
+from ingest.summary import RunSummary
+from ingest.sync import ChangeSet, plan
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def store_name(cfg: CrawlConfig) -> str:
+    """Collection (Chroma) or namespace (Pinecone) a crawl writes to."""
+    if cfg.store.kind == "chroma":
+        return cfg.store.collection or cfg.name
+    return cfg.store.namespace or cfg.name
+
+
+@dataclass
+class RunContext:
+    """Everything a batch step needs; built once per run."""
+
+    cfg: CrawlConfig
+    db: StateDB
+    embedder: Embedder
+    store: VectorStore
+    summary: RunSummary
+
+    @property
+    def model_key(self) -> str:
+        """The embedder's model key."""
+        return self.embedder.model_key
+
+    @property
+    def max_tokens(self) -> int:
+        """Chunk budget: the configured size capped by what the model reads without truncating."""
+        return min(self.cfg.chunk.max_tokens, self.embedder.max_input_tokens)
+
+    @property
+    def chunk_key(self) -> str:
+        """Changes when chunks would be cut differently (sizes, or the tokenizer that counts)."""
+        return model_key(
+            {"max_tokens": self.max_tokens, "overlap": self.cfg.chunk.overlap_tokens, "model": self.model_key}
+        )
+
+
+def make_context(
+    cfg: CrawlConfig, summary: RunSummary | None = None, db: StateDB | None = None
+) -> RunContext:
+    """Build embedder, store and state DB for a crawl, checking credentials before any work."""
+    embedder = make_embedder(cfg.embedder)
+    store = make_store(cfg.store, store_name(cfg))
+    embedder.check()
+    store.check()
+    db = db or StateDB(cfg.state_url())
+    summary = summary or RunSummary(crawl=cfg.name)
+    summary.target = store.target
+    summary.model_key = embedder.model_key
+    return RunContext(cfg, db, embedder, store, summary)
+
+
+@dataclass
+class Extracted:
+    """Stage 2's result for one batch of fetched pages."""
+
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    not_modified: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # every URL that answered (live or gone)
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def extract_pages(pages: Sequence[FetchedPage]) -> Extracted:
+    """Stage 2: HTML → Documents; 304s, 404/410s and skips sorted out."""
+    out = Extracted()
+    for page in pages:
+        if page.status == 304:
+            out.not_modified.append(page.url)
+            out.seen.add(page.url)
+            out.validators[page.url] = (page.etag, page.last_modified)
+            continue
+        if page.status in (404, 410):
+            out.gone.append(page.url)
+            out.seen.add(page.url)
+            continue
+        if page.skip_reason or page.body is None:
+            out.skipped.append(Skip(page.url, page.skip_reason or f"HTTP {page.status}"))
+            continue
+        ctype = (page.content_type or "text/html").split(";")[0].strip().lower()
+        if ctype not in HTML_TYPES:
+            out.skipped.append(Skip(page.url, f"not html: {ctype}"))
+            continue
+        result = extract(page.body, page.final_url or page.url)
+        out.seen.update({page.url, result.url})
+        if isinstance(result, Skip):
+            out.skipped.append(result)
+            continue
+        out.documents.append(result)
+        out.validators[result.url] = (page.etag, page.last_modified)
+    # One document per URL within a batch (two requests can land on one page).
+    unique: dict[str, Document] = {}
+    for doc in out.documents:
+        unique.setdefault(doc.url, doc)
+    out.documents = list(unique.values())
+    return out
+
+
+def plan_batch(ctx: RunContext, extracted: Extracted) -> ChangeSet:
+    """Stage 3: compare with the ledger."""
+    urls = [d.url for d in extracted.documents] + extracted.not_modified + extracted.gone
+    ledger = ctx.db.pages_by_url(ctx.cfg.name, urls)
+    return plan(extracted.documents, extracted.not_modified, extracted.gone, ledger, ctx.chunk_key)
+
+
+def chunk_documents(ctx: RunContext, docs: Sequence[Document]) -> dict[str, list[Chunk]]:
+    """Stage 4: chunks of each document, counted with the embedder's tokenizer."""
+    return {
+        d.doc_id: chunk_markdown(
+            d.markdown, d.doc_id, ctx.embedder.count_tokens, ctx.max_tokens, ctx.cfg.chunk.overlap_tokens
+        )
+        for d in docs
+    }
+
+
+@dataclass
+class Embedded:
+    """Stage 5's result: a vector for every text hash of the batch."""
+
+    vectors: dict[str, np.ndarray]
+    texts_embedded: int
+    tokens_embedded: int
+    cache_hits: int
+
+
+def embed_chunks(ctx: RunContext, chunks: Sequence[Chunk]) -> Embedded:
+    """Stage 5: embed only texts whose (model_key, text_hash) is not cached; cache the new ones."""
+    texts: dict[str, Chunk] = {}
+    for c in chunks:
+        texts.setdefault(c.text_hash, c)
+    cached = ctx.db.cached_vectors(ctx.model_key, list(texts))
+    missing = [c for h, c in texts.items() if h not in cached]
+    fresh: dict[str, np.ndarray] = {}
+    if missing:
+        vectors = ctx.embedder.embed([c.text for c in missing])
+        fresh = {c.text_hash: vectors[i] for i, c in enumerate(missing)}
+        ctx.db.cache_vectors(ctx.model_key, fresh)
+    return Embedded(
+        vectors={**cached, **fresh},
+        texts_embedded=len(missing),
+        tokens_embedded=sum(c.tokens for c in missing),
+        cache_hits=len(texts) - len(missing),
+    )
+
+
+@dataclass
+class Written:
+    """Stage 6's result: ids now in the store and ids removed from it."""
+
+    written_ids: list[str]
+    removed_ids: list[str]
+
+
+def _record(
+    ctx: RunContext, doc: Document, chunk: Chunk, vector: np.ndarray, crawled_at: str
+) -> VectorRecord:
+    meta: dict[str, str | int | float | bool] = {
+        "url": doc.url,
+        "doc_id": doc.doc_id,
+        "title": doc.title or "",
+        "heading": chunk.heading,
+        "chunk_index": chunk.position,
+        "content_hash": doc.content_hash,
+        "model_key": ctx.model_key,
+        "crawled_at": crawled_at,
+        "text": chunk.text,
+    }
+    if doc.lang:
+        meta["lang"] = doc.lang
+    return VectorRecord(chunk.id, vector, meta)
+
+
+def write_documents(
+    ctx: RunContext,
+    docs: Sequence[Document],
+    chunks_by_doc: dict[str, list[Chunk]],
+    embedded: Embedded,
+    crawled_at: datetime,
+) -> Written:
+    """Stage 6: upsert vectors the store lacks, then delete each page's ids that are no longer chunks.
+
+    What the store holds for a page is listed by its id prefix, so vectors written by a run that
+    crashed before its ledger commit are found and reconciled too.
+    """
+    already = ctx.db.written_ids(ctx.store.target)
+    stamp = crawled_at.isoformat()
+    records: list[VectorRecord] = []
+    removed: list[str] = []
+    written_ids: list[str] = []
+    for doc in docs:
+        new_ids = {c.id for c in chunks_by_doc[doc.doc_id]}
+        for chunk in chunks_by_doc[doc.doc_id]:
+            written_ids.append(chunk.id)
+            if already.get(chunk.id) != ctx.model_key:
+                records.append(_record(ctx, doc, chunk, embedded.vectors[chunk.text_hash], stamp))
+        in_store = set(ctx.store.list_ids(doc_prefix(doc.doc_id)))
+        removed.extend(sorted(in_store - new_ids))
+    if records:
+        ctx.store.upsert(records)
+    if removed:
+        ctx.store.delete(removed)
+    ctx.summary.vectors_written += len(records)
+    ctx.summary.vectors_deleted += len(removed)
+    return Written(written_ids, removed)
+
+
+def commit_documents(
+    ctx: RunContext,
+    docs: Sequence[Document],
+    chunks_by_doc: dict[str, list[Chunk]],
+    written: Written,
+    validators: dict[str, tuple[str | None, str | None]],
+    changed_at: datetime,
+) -> None:
+    """Stage 7: the ledger learns the pages, their chunks and what the store now holds."""
+    page_rows = []
+    chunk_rows = []
+    for doc in docs:
+        etag, last_modified = validators.get(doc.url, (None, None))
+        page_rows.append(
+            {
+                "url": doc.url,
+                "doc_id": doc.doc_id,
+                "canonical_url": doc.canonical,
+                "title": doc.title,
+                "etag": etag,
+                "last_modified": last_modified,
+                "content_hash": doc.content_hash,
+                "chunk_key": ctx.chunk_key,
+                "text": doc.markdown,
+                "status": "live",
+                "last_changed": changed_at,
+            }
+        )
+        chunk_rows.extend(
+            {
+                "chunk_id": c.id,
+                "doc_id": c.doc_id,
+                "url": doc.url,
+                "position": c.position,
+                "text": c.text,
+                "text_hash": c.text_hash,
+                "tokens": c.tokens,
+                "heading_path": c.heading,
+            }
+            for c in chunks_by_doc[doc.doc_id]
+        )
+    ctx.db.commit_pages(
+        ctx.cfg.name,
+        ctx.store.target,
+        ctx.model_key,
+        page_rows,
+        chunk_rows,
+        written.written_ids,
+        written.removed_ids,
+    )
+
+
+def delete_pages(ctx: RunContext, urls: Sequence[str], status: str) -> int:
+    """Delete every vector of the given pages from the store, then mark them in the ledger."""
+    if not urls:
+        return 0
+    rows = ctx.db.pages_by_url(ctx.cfg.name, urls)
+    ids: list[str] = []
+    for row in rows.values():
+        ids.extend(ctx.store.list_ids(doc_prefix(row["doc_id"])))
+    if ids:
+        ctx.store.delete(ids)
+    ctx.db.remove_pages(ctx.cfg.name, ctx.store.target, list(rows), status=status)
+    ctx.summary.vectors_deleted += len(ids)
+    return len(ids)
