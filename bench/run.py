@@ -1,0 +1,163 @@
+"""`make bench`: crawl a corpus served on 127.0.0.1 and measure each stage.
+
+Three runs on one corpus (a private copy, so pages can be edited between runs):
+  1. first run          everything fetched, chunked, embedded, written
+  2. unchanged re-run   conditional requests / hashes: nothing should be embedded or written
+  3. edited re-run      ~1% of pages get a new paragraph: only their new chunks are embedded
+
+Prints pages/s and chunks/s per stage and end to end, texts embedded and vectors written per run,
+and peak memory (this process, which runs the flow, and the spider subprocess).
+
+  python -m bench.run [--site FOLDER] [--max-pages N] [--embedder local|openai-server]
+                      [--latency-ms 200] [--tpm 1000000] [--json FILE]
+
+`--site /usr/share/doc/python3.11/html` crawls Debian's python3.11-doc (~530 real pages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+
+def _peak_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _edit_pages(root: Path, fraction: float, seed: int = 7) -> list[str]:
+    pages = sorted(p for p in root.rglob("*.html") if "private" not in p.parts)
+    chosen = random.Random(seed).sample(pages, max(1, round(len(pages) * fraction)))
+    for i, page in enumerate(chosen):
+        html = page.read_text(errors="replace")
+        para = (
+            f"<p>Benchmark edit {i}: this paragraph was added between runs to measure how an incremental "
+            f"re-crawl handles a small change to one page among many.</p>"
+        )
+        idx = html.rfind("</p>")
+        html = (
+            html[: idx + 4] + para + html[idx + 4 :]
+            if idx >= 0
+            else html.replace("</body>", para + "</body>")
+        )
+        page.write_text(html)
+        os.utime(page, (time.time() + 5, time.time() + 5))  # a newer Last-Modified
+    return [str(p.relative_to(root)) for p in chosen]
+
+
+def _rates(summary: dict[str, Any]) -> dict[str, Any]:
+    st = summary["stage_seconds"]
+    pages = summary["pages_fetched"] + summary["pages_not_modified"]
+    chunks = summary["chunks"]
+    out: dict[str, Any] = {}
+    for stage in ("crawl", "extract"):
+        if st.get(stage):
+            out[f"{stage}_pages_per_s"] = round(pages / st[stage], 1)
+    for stage in ("chunk", "embed", "write", "commit"):
+        if st.get(stage) and chunks:
+            out[f"{stage}_chunks_per_s"] = round(chunks / st[stage], 1)
+    out["end_to_end_pages_per_s"] = round(pages / summary["seconds"], 2)
+    out["end_to_end_chunks_per_s"] = round(chunks / summary["seconds"], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns an exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--site", default=str(HERE / "site"), help="folder of HTML to serve (default: sample site)"
+    )
+    parser.add_argument("--max-pages", type=int, default=1000)
+    parser.add_argument("--embedder", choices=["local", "openai-server"], default="local")
+    parser.add_argument("--latency-ms", type=int, default=200, help="openai-server: latency per request")
+    parser.add_argument("--tpm", type=int, default=1_000_000, help="openai-server: tokens/min cap")
+    parser.add_argument("--edit-fraction", type=float, default=0.01)
+    parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = Path(tempfile.mkdtemp(prefix="webvec-bench-"))
+    os.environ["WEBVEC_HOME"] = str(work / "home")
+    site = work / "site"
+    shutil.copytree(args.site, site, symlinks=False, ignore_dangling_symlinks=True)
+
+    from bench.serve import StaticServer
+    from flows.ingest import ingest_flow
+
+    server = StaticServer(site).start()
+    extra_server = None
+    embedder: dict[str, Any] = {"kind": "local"}
+    if args.embedder == "openai-server":
+        from tests.servers.openai_server import start_openai_server
+
+        extra_server = start_openai_server(latency_s=args.latency_ms / 1000, tokens_per_minute=args.tpm)
+        os.environ["OPENAI_API_KEY"] = extra_server.api_key
+        embedder = {"kind": "openai", "base_url": extra_server.base_url, "tokens_per_minute": args.tpm}
+    crawl = {
+        "name": "bench",
+        "source": {
+            "start_urls": [server.url],
+            "max_depth": 20,
+            "max_pages": args.max_pages,
+            "allow_private_networks": True,
+            "concurrency": 16,
+        },
+        "embedder": embedder,
+        "store": {"kind": "chroma"},
+    }
+    crawl_path = work / "bench.yaml"
+    crawl_path.write_text(yaml.safe_dump(crawl))
+    results: dict[str, Any] = {"site": args.site, "embedder": args.embedder}
+    try:
+        for label in ("first_run", "unchanged_rerun", "edited_rerun"):
+            if label == "edited_rerun":
+                results["edited_pages"] = _edit_pages(site, args.edit_fraction)
+            started = time.perf_counter()
+            summary = ingest_flow(str(crawl_path))
+            wall = time.perf_counter() - started
+            results[label] = {
+                "wall_s": round(wall, 2),
+                "pages": summary["pages_fetched"] + summary["pages_not_modified"],
+                "chunks": summary["chunks"],
+                "texts_embedded": summary["texts_embedded"],
+                "vectors_written": summary["vectors_written"],
+                "vectors_deleted": summary["vectors_deleted"],
+                "stage_seconds": summary["stage_seconds"],
+                **_rates(summary),
+            }
+            print(f"{label}: {json.dumps(results[label])}", flush=True)
+        if extra_server is not None:
+            first = results["first_run"]
+            embed_s = first["stage_seconds"].get("embed", 0) or 1
+            tpm = extra_server.stats()["tokens"] / embed_s * 60 if hasattr(extra_server, "stats") else None
+            results["openai_tokens_per_min_achieved"] = round(tpm) if tpm else None
+            results["openai_tokens_per_min_cap"] = args.tpm
+        results["peak_rss_mb_flow_process"] = round(_peak_mb(resource.RUSAGE_SELF))
+        results["peak_rss_mb_spider_subprocess"] = round(_peak_mb(resource.RUSAGE_CHILDREN))
+    finally:
+        server.stop()
+        if extra_server is not None:
+            extra_server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The ingest flow end to end: real spider subprocess, trafilatura, the local model, embedded Chroma,
+under a Prefect test server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.ingest import RunFailed, ingest_flow
+from ingest.config import load_crawl
+from ingest.pipeline import store_name
+from ingest.query import search
+from ingest.state import StateDB
+from ingest.stores import make_store
+from tests.conftest import SAMPLE_SITE
+
+pytestmark = pytest.mark.slow
+QUESTIONS = json.loads((SAMPLE_SITE.parent / "site_questions.json").read_text())
+
+
+def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    crawl = write_crawl(site.url)
+    summary = ingest_flow(str(crawl))
+    cfg = load_crawl(crawl)
+    store = make_store(cfg.store, store_name(cfg))
+    db = StateDB(cfg.state_url())
+
+    assert summary["status"] == "ok", summary["message"]
+    assert summary["pages_fetched"] >= 20 and summary["pages_new"] >= 20
+    assert summary["pages_skipped"] >= 1  # the PDF / image / the page without main text
+    assert summary["chunks"] > summary["pages_new"]
+    assert summary["texts_embedded"] + summary["cache_hits"] <= summary["chunks"]
+    assert summary["vectors_written"] == store.count() == len(db.all_chunks(cfg.name))
+    assert set(summary["stage_seconds"]) >= {"crawl", "extract", "chunk", "embed", "write", "commit"}
+    ledger_ids = {c["chunk_id"] for c in db.all_chunks(cfg.name)}
+    assert set(store.list_ids()) == ledger_ids
+    # robots.txt kept /private/ out of the index.
+    assert not [c for c in db.all_chunks(cfg.name) if "INTERNAL-ONLY-7731" in c["text"]]
+    assert not [p for p in db.all_pages(cfg.name) if "/private/" in p["url"]]
+
+    # The local model ranks the right page first for plain questions.
+    right = 0
+    for q in QUESTIONS:
+        hits = search(cfg, q["question"], k=3)
+        right += hits[0]["url"].endswith(q["expected_path"])
+    assert right >= len(QUESTIONS) - 2, f"{right}/{len(QUESTIONS)} questions answered by the expected page"
+
+    # Nothing changed on the site: nothing embedded, nothing written, nothing deleted.
+    again = ingest_flow(str(crawl))
+    assert again["status"] == "ok"
+    assert again["texts_embedded"] == 0 and again["vectors_written"] == 0 and again["vectors_deleted"] == 0
+    assert again["pages_new"] == 0 and again["pages_changed"] == 0
+    assert again["pages_unchanged"] == summary["pages_new"]
+    assert store.count() == summary["vectors_written"]
+
+
+def test_unreachable_start_url_fails_cleanly(prefect_api, write_crawl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.servers.chroma_server import free_port
+
+    crawl = write_crawl(f"http://127.0.0.1:{free_port()}/", name="nowhere")
+    with pytest.raises(RunFailed) as info:
+        ingest_flow(str(crawl))
+    summary = info.value.summary
+    assert summary.status == "failed" and "no pages fetched" in summary.message
+    cfg = load_crawl(crawl)
+    assert make_store(cfg.store, store_name(cfg)).count() == 0  # no collection, nothing half-written
+    assert StateDB(cfg.state_url()).last_runs("nowhere")[0]["status"] == "failed"
