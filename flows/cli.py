@@ -26,7 +26,8 @@ def _quiet_prefect(verbose: bool) -> None:
     # Set before Prefect is imported: its logs and the temporary-server banner go to stderr, but a
     # plain run should show the progress bars and the summary, not Prefect's chatter.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # A failed run is reported by our own summary and one line; Prefect would add a traceback.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

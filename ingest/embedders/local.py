@@ -35,6 +35,18 @@ def resolve_model_path(model: str) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
+def _quiet_transformers() -> None:
+    # Progress bars while loading weights, and the "sequence longer than max length" warning our
+    # own token counting triggers on purpose, are noise in a pipeline's output.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def _load(model: str, device: str) -> Any:
     # One model per (path, device) per process: loading costs seconds and hundreds of MB.
     key = (model, device)
@@ -45,6 +57,7 @@ def _load(model: str, device: str) -> Any:
             except ImportError:
                 raise MissingExtraError("local", "sentence-transformers") from None
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            _quiet_transformers()
             try:
                 _MODELS[key] = SentenceTransformer(resolve_model_path(model), device=device)
             except OSError as exc:
