@@ -239,7 +239,7 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
         _publish(summary)
         raise RunFailed(summary.message, summary) from exc
     finally:
-        ctx.db.purge_fetched(keep_run_id=run_id)
+        ctx.db.purge_fetched(cfg.name, keep_run_id=run_id)
     summary.seconds = round(time.monotonic() - started, 3)
     summary.estimated_cost_usd = ctx.embedder.estimate_cost(summary.tokens_embedded)
     ctx.db.finish_run(run_id, summary.status, summary.to_dict())

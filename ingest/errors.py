@@ -4,6 +4,7 @@
 
     WebvecError                 base of everything webvec raises on purpose
     ├── ConfigError             bad crawl definition or environment; fix the input, do not retry
+    ├── RunInProgressError      another run of the same crawl holds its lock
     ├── TransientError          429 rate limit, 5xx, timeouts, dropped connections: retry with backoff
     └── PermanentError          401, invalid input, insufficient quota, unknown model: stop at once
         └── DimensionMismatchError  an existing index/collection has another dimension
@@ -21,6 +22,10 @@ class WebvecError(Exception):
 
 class ConfigError(WebvecError):
     """A crawl definition or the environment is invalid; the message names the field to fix."""
+
+
+class RunInProgressError(WebvecError):
+    """Another run of the same crawl is in progress; runs of one crawl never interleave."""
 
 
 class TransientError(WebvecError):

@@ -27,11 +27,33 @@ from ingest.sync import ChangeSet, plan
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-def store_name(cfg: CrawlConfig) -> str:
-    """Collection (Chroma) or namespace (Pinecone) a crawl writes to."""
+def base_name(cfg: CrawlConfig) -> str:
+    """Collection (Chroma) or namespace (Pinecone) of a crawl."""
     if cfg.store.kind == "chroma":
         return cfg.store.collection or cfg.name
     return cfg.store.namespace or cfg.name
+
+
+def version_store(cfg: CrawlConfig, version: int = 1) -> VectorStore:
+    """The store of one version of a crawl. Version 1 uses the plain names (a crawl that never changes
+    model keeps them); version N>1 is the Chroma collection ``<collection>__vN``, or for Pinecone the
+    index ``<index>-vN`` (an index has one dimension, so another model needs another index) with the
+    same namespace."""
+    if cfg.store.kind == "chroma":
+        name = base_name(cfg) if version == 1 else f"{base_name(cfg)}__v{version}"
+        return make_store(cfg.store, name)
+    from ingest.stores.pinecone import index_name_for
+
+    index = cfg.store.index or index_name_for(base_name(cfg))
+    if version > 1:
+        index = f"{index[:40].rstrip('-')}-v{version}"
+    return make_store(cfg.store.model_copy(update={"index": index}), base_name(cfg))
+
+
+def live_version_number(cfg: CrawlConfig, db: StateDB) -> int:
+    """The live version of a crawl (1 before anything was ingested)."""
+    live = db.live_version(cfg.name)
+    return int(live["version"]) if live else 1
 
 
 @dataclass
@@ -63,14 +85,17 @@ class RunContext:
 
 
 def make_context(
-    cfg: CrawlConfig, summary: RunSummary | None = None, db: StateDB | None = None
+    cfg: CrawlConfig, summary: RunSummary | None = None, db: StateDB | None = None, version: int | None = None
 ) -> RunContext:
-    """Build embedder, store and state DB for a crawl, checking credentials before any work."""
+    """Build embedder, store and state DB for a crawl, checking credentials before any work.
+
+    The store is the live version's unless ``version`` picks another.
+    """
     embedder = make_embedder(cfg.embedder)
-    store = make_store(cfg.store, store_name(cfg))
     embedder.check()
-    store.check()
     db = db or StateDB(cfg.state_url())
+    store = version_store(cfg, version or live_version_number(cfg, db))
+    store.check()
     summary = summary or RunSummary(crawl=cfg.name)
     summary.target = store.target
     summary.model_key = embedder.model_key
@@ -232,6 +257,42 @@ def write_documents(
     return Written(written_ids, removed)
 
 
+def chunk_rows_of(doc: Document, chunks: Sequence[Chunk]) -> list[dict[str, object]]:
+    """Ledger rows for a document's chunks."""
+    return [
+        {
+            "chunk_id": c.id,
+            "doc_id": c.doc_id,
+            "url": doc.url,
+            "position": c.position,
+            "text": c.text,
+            "text_hash": c.text_hash,
+            "tokens": c.tokens,
+            "heading_path": c.heading,
+        }
+        for c in chunks
+    ]
+
+
+def document_from_ledger(row: dict[str, object]) -> Document:
+    """Rebuild a Document from its ledger row (re-embeds and re-chunks need no re-crawl)."""
+    return Document(
+        url=str(row["url"]),
+        doc_id=str(row["doc_id"]),
+        markdown=str(row["text"] or ""),
+        title=row["title"] if isinstance(row["title"], str) else None,
+        canonical=row["canonical_url"] if isinstance(row["canonical_url"], str) else None,
+        content_hash=str(row["content_hash"] or ""),
+    )
+
+
+def make_record(
+    ctx: RunContext, doc: Document, chunk: Chunk, vector: np.ndarray, crawled_at: str
+) -> VectorRecord:
+    """The store record of one chunk."""
+    return _record(ctx, doc, chunk, vector, crawled_at)
+
+
 def commit_documents(
     ctx: RunContext,
     docs: Sequence[Document],
@@ -260,19 +321,7 @@ def commit_documents(
                 "last_changed": changed_at,
             }
         )
-        chunk_rows.extend(
-            {
-                "chunk_id": c.id,
-                "doc_id": c.doc_id,
-                "url": doc.url,
-                "position": c.position,
-                "text": c.text,
-                "text_hash": c.text_hash,
-                "tokens": c.tokens,
-                "heading_path": c.heading,
-            }
-            for c in chunks_by_doc[doc.doc_id]
-        )
+        chunk_rows.extend(chunk_rows_of(doc, chunks_by_doc[doc.doc_id]))
     ctx.db.commit_pages(
         ctx.cfg.name,
         ctx.store.target,

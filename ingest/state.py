@@ -10,6 +10,8 @@ Tables
 - ``chunks``        the chunks of each live page (id, text, position, tokens, heading path).
 - ``embeddings``    the embedding cache: (model_key, text_hash) → vector.
 - ``written``       which chunk ids are in which store target under which model_key.
+- ``locks``         one row per crawl being run: two runs of one crawl never interleave.
+- ``versions``      the store collections/namespaces of a crawl, one per embedding model; one is live.
 - ``page_links``    the spider's own cache of each page's out-links, so a 304 answer (no body) still
                     lets the crawl follow the links the page had.
 """
@@ -122,6 +124,32 @@ page_links = sa.Table(
     sa.Column("links", sa.JSON, nullable=False),
 )
 
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("crawl", sa.String(100), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),  # host:pid
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("crawl", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),  # collection (Chroma) / namespace (Pinecone)
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("model_key", sa.String(32), nullable=False),
+    sa.Column("chunk_key", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # building | live | previous | retired
+    sa.Column("pinned", sa.Boolean, nullable=False, default=False),  # set by rollback
+    sa.Column("vectors", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("activated_at", sa.DateTime(timezone=True)),
+)
+
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC."""
@@ -133,6 +161,22 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _lock_is_stale(row: Any, now: datetime, stale_after: float) -> bool:
+    import os
+    import socket
+
+    host, _, pid = str(row["owner"]).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True  # the holder died (kill -9) without releasing
+        except PermissionError:
+            pass
+    heartbeat = _aware(row["heartbeat_at"]) or now
+    return (now - heartbeat).total_seconds() > stale_after
 
 
 @dataclass
@@ -264,13 +308,133 @@ class StateDB:
                 for r in rows
             ]
 
-    def purge_fetched(self, keep_run_id: str | None = None) -> None:
-        """Drop stored bodies of other runs (the ledger keeps what later runs need)."""
+    def purge_fetched(self, crawl: str, keep_run_id: str | None = None) -> None:
+        """Drop stored bodies of this crawl's other runs (the ledger keeps what later runs need)."""
+        older = sa.select(runs.c.run_id).where(runs.c.crawl == crawl)
+        if keep_run_id:
+            older = older.where(runs.c.run_id != keep_run_id)
         with self.engine.begin() as conn:
-            stmt = fetched.delete()
-            if keep_run_id:
-                stmt = stmt.where(fetched.c.run_id != keep_run_id)
-            conn.execute(stmt)
+            conn.execute(fetched.delete().where(fetched.c.run_id.in_(older)))
+
+    # -- locks ---------------------------------------------------------------------------------
+    def acquire_lock(self, crawl: str, run_id: str, stale_after: float = 600.0) -> None:
+        """Take the crawl's run lock, or raise RunInProgressError naming the run that holds it.
+
+        A lock is taken over when its holder is a dead process on this host, or its heartbeat is
+        older than ``stale_after`` seconds (a killed worker elsewhere).
+        """
+        import os
+        import socket
+
+        from ingest.errors import RunInProgressError
+
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(locks.select().where(locks.c.crawl == crawl)).mappings().first()
+            if row is not None:
+                if not _lock_is_stale(row, now, stale_after):
+                    raise RunInProgressError(
+                        f"another run of {crawl!r} is in progress (run {row['run_id']}, {row['owner']}, "
+                        f"since {_aware(row['acquired_at']):%Y-%m-%d %H:%M:%S} UTC); wait for it to finish"
+                    )
+                conn.execute(locks.delete().where(locks.c.crawl == crawl, locks.c.run_id == row["run_id"]))
+            try:
+                conn.execute(
+                    locks.insert().values(
+                        crawl=crawl, run_id=run_id, owner=owner, acquired_at=now, heartbeat_at=now
+                    )
+                )
+            except sa.exc.IntegrityError:  # another process won the race between our read and insert
+                raise RunInProgressError(f"another run of {crawl!r} started just now; wait for it") from None
+
+    def heartbeat(self, crawl: str, run_id: str) -> None:
+        """Show the lock holder is alive."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                locks.update()
+                .where(locks.c.crawl == crawl, locks.c.run_id == run_id)
+                .values(heartbeat_at=utcnow())
+            )
+
+    def release_lock(self, crawl: str, run_id: str) -> None:
+        """Give the lock back (only the holder's own)."""
+        with self.engine.begin() as conn:
+            conn.execute(locks.delete().where(locks.c.crawl == crawl, locks.c.run_id == run_id))
+
+    # -- versions --------------------------------------------------------------------------------
+    def versions(self, crawl: str) -> list[dict[str, Any]]:
+        """Every store version of a crawl, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                versions.select().where(versions.c.crawl == crawl).order_by(versions.c.version)
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    def live_version(self, crawl: str) -> dict[str, Any] | None:
+        """The version queries should use, if any."""
+        return next((v for v in self.versions(crawl) if v["status"] == "live"), None)
+
+    def add_version(
+        self, crawl: str, version: int, name: str, target: str, model_key: str, chunk_key: str, status: str
+    ) -> None:
+        """Record a new version (``building`` until cut over, or ``live`` for a crawl's first)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                versions.insert().values(
+                    crawl=crawl,
+                    version=version,
+                    name=name,
+                    target=target,
+                    model_key=model_key,
+                    chunk_key=chunk_key,
+                    status=status,
+                    pinned=False,
+                    created_at=now,
+                    activated_at=now if status == "live" else None,
+                )
+            )
+
+    def set_version_status(self, crawl: str, version: int, status: str, **values: Any) -> None:
+        """Change one version's status (and e.g. ``vectors``)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                versions.update()
+                .where(versions.c.crawl == crawl, versions.c.version == version)
+                .values(status=status, **values)
+            )
+
+    def activate_version(self, crawl: str, version: int, pinned: bool = False) -> None:
+        """Make ``version`` live and the live one previous, in one transaction (the cut-over)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                versions.update()
+                .where(versions.c.crawl == crawl, versions.c.status == "live")
+                .values(status="previous", pinned=False)
+            )
+            conn.execute(
+                versions.update()
+                .where(versions.c.crawl == crawl, versions.c.version == version)
+                .values(status="live", pinned=pinned, activated_at=utcnow())
+            )
+
+    def set_chunk_key(self, crawl: str, chunk_key: str) -> None:
+        """Record that every live page is now chunked as ``chunk_key`` (after a re-embed cut-over)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                pages.update()
+                .where(pages.c.crawl == crawl, pages.c.status == "live")
+                .values(chunk_key=chunk_key)
+            )
+
+    def replace_chunks(self, crawl: str, chunk_rows: Sequence[dict[str, Any]]) -> None:
+        """Replace every chunk row of a crawl (a re-embed cut over to a new chunking)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(chunks.delete().where(chunks.c.crawl == crawl))
+            if chunk_rows:
+                conn.execute(chunks.insert(), [{"crawl": crawl, "created_at": now, **r} for r in chunk_rows])
 
     # -- spider's link cache ------------------------------------------------------------------
     def save_links(self, crawl: str, url: str, links: list[str]) -> None:
@@ -471,10 +635,19 @@ class StateDB:
                     out[r.text_hash] = np.frombuffer(r.vector, dtype=np.float32)
         return out
 
-    def cache_vectors(self, model_key: str, vectors: dict[str, np.ndarray]) -> None:
-        """Add vectors to the embedding cache (existing entries are kept)."""
+    def cache_vectors(self, model_key: str, vectors: dict[str, np.ndarray], replace: bool = False) -> None:
+        """Add vectors to the embedding cache (existing entries are kept unless ``replace``)."""
         if not vectors:
             return
+        if replace:
+            with self.engine.begin() as conn:
+                keys = list(vectors)
+                for i in range(0, len(keys), 500):
+                    conn.execute(
+                        embeddings.delete().where(
+                            embeddings.c.model_key == model_key, embeddings.c.text_hash.in_(keys[i : i + 500])
+                        )
+                    )
         have = self.cached_vectors(model_key, list(vectors))
         now = utcnow()
         rows = [
@@ -493,6 +666,14 @@ class StateDB:
                 conn.execute(embeddings.insert(), rows)
 
     # -- written ids --------------------------------------------------------------------------
+    def written_at(self, target: str) -> dict[str, datetime]:
+        """chunk_id → when it was last written to ``target``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(written.c.chunk_id, written.c.written_at).where(written.c.target == target)
+            )
+            return {r.chunk_id: _aware(r.written_at) or utcnow() for r in rows}
+
     def written_ids(self, target: str) -> dict[str, str]:
         """chunk_id → model_key of everything the ledger says is in ``target``."""
         with self.engine.connect() as conn:

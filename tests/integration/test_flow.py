@@ -10,10 +10,9 @@ import pytest
 
 from flows.ingest import RunFailed, ingest_flow
 from ingest.config import load_crawl
-from ingest.pipeline import store_name
+from ingest.pipeline import live_version_number, version_store
 from ingest.query import search
 from ingest.state import StateDB
-from ingest.stores import make_store
 from tests.conftest import SAMPLE_SITE
 
 pytestmark = pytest.mark.slow
@@ -24,8 +23,8 @@ def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, w
     crawl = write_crawl(site.url)
     summary = ingest_flow(str(crawl))
     cfg = load_crawl(crawl)
-    store = make_store(cfg.store, store_name(cfg))
     db = StateDB(cfg.state_url())
+    store = version_store(cfg, live_version_number(cfg, db))
 
     assert summary["status"] == "ok", summary["message"]
     assert summary["pages_fetched"] >= 20 and summary["pages_new"] >= 20
@@ -65,5 +64,5 @@ def test_unreachable_start_url_fails_cleanly(prefect_api, write_crawl, tmp_path:
     summary = info.value.summary
     assert summary.status == "failed" and "no pages fetched" in summary.message
     cfg = load_crawl(crawl)
-    assert make_store(cfg.store, store_name(cfg)).count() == 0  # no collection, nothing half-written
+    assert version_store(cfg).count() == 0  # no collection, nothing half-written
     assert StateDB(cfg.state_url()).last_runs("nowhere")[0]["status"] == "failed"
