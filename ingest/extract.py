@@ -15,9 +15,26 @@ from ingest.urls import canonicalize_url
 _PERMALINK = re.compile(r"[ \t]*[¶§]+[ \t]*$", re.MULTILINE)
 _HEADING_LINE = re.compile(r"^(#{1,6} .*?)[ \t]*[¶§]+[ \t]*$", re.MULTILINE)
 
-# Pages whose main text is shorter than this many characters are treated as having none
-# (tag clouds, link hubs, empty templates).
-MIN_TEXT_CHARS = 80
+# A page has main text only if it holds at least this many words in lines of prose: lines of
+# MIN_LINE_WORDS words or more with some punctuation, headings aside. Tag clouds, link hubs and
+# indexes of short entries yield words, but no prose.
+MIN_PROSE_WORDS = 20
+MIN_LINE_WORDS = 6
+_PUNCTUATION = re.compile(r"[.,;:!?。、，]")
+
+
+def has_prose(markdown: str) -> bool:
+    """True when the markdown holds at least MIN_PROSE_WORDS words in lines of prose."""
+    words = 0
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        n = len(line.split())
+        if n >= MIN_LINE_WORDS and _PUNCTUATION.search(line):
+            words += n
+            if words >= MIN_PROSE_WORDS:
+                return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,7 @@ def extract(html: bytes | str, url: str) -> Document | Skip:
     if result is None:
         return Skip(url, "no main text")
     markdown = _HEADING_LINE.sub(r"\1", (determine_returnstring(result, body_only) or "")).strip()
-    if len(markdown) < MIN_TEXT_CHARS:
+    if not has_prose(markdown):
         return Skip(url, "no main text")
     if canonical:
         from urllib.parse import urljoin

@@ -58,3 +58,10 @@ def test_sample_site_boilerplate_removed() -> None:
         if isinstance(result, Document):
             footers += "All rights reserved" in result.markdown or "©" in result.markdown
     assert footers == 0
+
+
+def test_tag_cloud_is_not_main_text() -> None:
+    html = (SITE / "tags.html").read_bytes()
+    assert extract(html, "http://h/tags.html") == Skip("http://h/tags.html", "no main text")
+    index = (DATA / "python-genindex-A.html").read_bytes()
+    assert isinstance(extract(index, "http://h/genindex-A.html"), Skip)
