@@ -1,0 +1,78 @@
+"""Scrapy settings of the webvec project.
+
+Module-level names are the static defaults every crawl shares; :func:`settings_for` derives the
+per-crawl politeness and safety settings from a :class:`~ingest.config.SourceConfig`. ConfigSpider
+applies them in ``from_crawler`` (before Scrapy freezes the settings), so ``python -m spiders.run``
+and ``scrapy crawl config -a crawl=NAME -a run_id=ID`` behave the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingest.config import SourceConfig
+
+BOT_NAME = "webvec"
+SPIDER_MODULES = ["spiders.spiders"]
+NEWSPIDER_MODULE = "spiders.spiders"
+
+ROBOTSTXT_OBEY = True
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19's remote-control HTTP server runs arbitrary Python and writes a bearer token to disk: off.
+REMOTE_CONTROL_ENABLED = False
+HTTPCACHE_ENABLED = False
+LOG_LEVEL = "INFO"
+
+# AutoThrottle adapts the delay to the server's latency. A short start delay lets a fast site (or the
+# localhost test sites) crawl in seconds; a slow server still pushes the delay up within a few responses.
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+
+RETRY_ENABLED = True
+RETRY_TIMES = 2
+REDIRECT_MAX_TIMES = 10
+
+# ConfigSpider deduplicates on ingest.urls.canonicalize_url itself (and must see redirects to already
+# crawled URLs to record them as duplicates), so Scrapy's fingerprint filter is switched off.
+DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
+# Breadth-first: with max_pages the shallow (usually most important) pages are crawled first.
+SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
+SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
+
+DOWNLOADER_MIDDLEWARES = {
+    # Before RobotsTxtMiddleware (100): a refused host must not even get its robots.txt fetched.
+    "spiders.middlewares.SafetyMiddleware": 50,
+    # ConfigSpider checks domains when it schedules a link and SafetyMiddleware checks redirects.
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+}
+SPIDER_MIDDLEWARES = {
+    # Depth is tracked by ConfigSpider: Scrapy's DEPTH_LIMIT=0 means "unlimited" where max_depth 0 means
+    # "start URLs only", and sitemap URLs must start at depth 0 whatever the depth of their sitemap.
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+}
+ITEM_PIPELINES = {"spiders.pipelines.PageStorePipeline": 300}
+
+# Sitemaps may be up to 50 MB uncompressed (sitemaps.org), whatever max_page_bytes says about pages.
+WEBVEC_SITEMAP_MAXSIZE = 50 * 1024 * 1024
+WEBVEC_ALLOW_PRIVATE_NETWORKS = False
+
+
+def settings_for(source: SourceConfig) -> dict[str, Any]:
+    """The Scrapy settings a crawl's ``source`` section implies."""
+    return {
+        "ROBOTSTXT_OBEY": source.obey_robots,
+        "CONCURRENT_REQUESTS": max(16, source.concurrency),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": source.concurrency,
+        "DOWNLOAD_DELAY": source.download_delay,
+        "AUTOTHROTTLE_START_DELAY": max(AUTOTHROTTLE_START_DELAY, source.download_delay),
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": max(1.0, min(AUTOTHROTTLE_TARGET_CONCURRENCY, source.concurrency)),
+        "DOWNLOAD_MAXSIZE": source.max_page_bytes,
+        "DOWNLOAD_TIMEOUT": source.download_timeout,
+        "USER_AGENT": source.user_agent,
+        # Informational only (DepthMiddleware is off, see above); ConfigSpider enforces max_depth.
+        "DEPTH_LIMIT": source.max_depth,
+        "WEBVEC_ALLOW_PRIVATE_NETWORKS": source.allow_private_networks,
+    }

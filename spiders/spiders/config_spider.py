@@ -1,0 +1,536 @@
+"""ConfigSpider: the one generic spider of webvec, driven entirely by a crawl definition.
+
+What it does with each URL, in order:
+
+1. Scheduling. Every URL is canonicalised with :func:`ingest.urls.canonicalize_url` (fragments and
+   tracking parameters dropped) and requested at most once. Followed links must be on an allowed
+   domain (or a subdomain of one), pass ``source.include``/``source.exclude`` and lie within
+   ``source.max_depth``. Start URLs, ``--urls`` and URLs listed by sitemaps are always requested (sitemap
+   URLs only on allowed domains) and start at depth 0; they are stored only if they pass the filters.
+2. Safety. :class:`~spiders.middlewares.SafetyMiddleware` refuses private and loopback hosts (redirects
+   included) unless ``allow_private_networks``; robots.txt is obeyed unless ``obey_robots: false``.
+3. Responses. A 200 HTML page is stored with its body; 304 (after a conditional request) is stored
+   without a body and its links are taken from the link cache; 404/410 are stored with their status;
+   everything else (non-HTML, too large, refused, disallowed, HTTP errors, download errors, duplicates)
+   becomes a row with a ``skip_reason`` and no body, so the flow can report it.
+4. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
+   the spider and the crawl is reported as not complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+from scrapy import Request, Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DownloadCancelledError, IgnoreRequest, StopDownload
+from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.linkextractors import IGNORED_EXTENSIONS, LinkExtractor
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.gz import gunzip, gzip_magic_number
+from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+
+from ingest.config import CrawlConfig, load_crawl
+from ingest.state import FetchedPage, StateDB
+from ingest.urls import canonicalize_url, host_of
+from spiders.middlewares import RequestRefused
+from spiders.settings import WEBVEC_SITEMAP_MAXSIZE, settings_for
+
+logger = logging.getLogger(__name__)
+
+# Request.meta keys of this spider.
+KIND = "webvec_kind"  # "page" or "sitemap"
+URL = "webvec_url"  # canonical URL as scheduled (before redirects)
+DEPTH = "webvec_depth"
+ROBOTS = "webvec_robots"  # a robots.txt read for its Sitemap: lines
+ADMITTED = "webvec_admitted"  # canonical URL last admitted by admit_redirect
+RECEIVED = "webvec_received"  # body bytes received so far
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Links to documents are followed although they are not HTML: their download stops at the headers and
+# the row ("not html: application/pdf") tells the user what the index lacks. Media, archives, code and
+# the rest of Scrapy's IGNORED_EXTENSIONS are never requested.
+REPORTED_EXTENSIONS = frozenset(
+    {"pdf", "doc", "docx", "odt", "rtf", "xls", "xlsx", "ods", "ppt", "pptx", "odp"}
+)
+GONE_STATUSES = (404, 410)
+# Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead).
+SKIP_CATEGORIES = (
+    "not_html",
+    "too_large",
+    "robots_disallowed",
+    "private_refused",
+    "offsite_redirects",
+    "duplicates",
+    "filtered",
+    "http_errors",
+    "ignored",
+    "errors",
+)
+
+
+def _header(response: Response, name: str) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1").strip() if value else None
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _as_list(urls: Sequence[str] | str | None) -> list[str]:
+    if urls is None:
+        return []
+    if isinstance(urls, str):  # `scrapy crawl config -a urls="u1 u2"`
+        return urls.replace(",", " ").split()
+    return list(urls)
+
+
+class ConfigSpider(Spider):
+    """Crawl one site as a crawl definition says and emit one FetchedPage per requested page.
+
+    Arguments (``process.crawl(ConfigSpider, ...)`` or ``scrapy crawl config -a NAME=VALUE``):
+    ``crawl`` a CrawlConfig, a crawl name or a YAML path; ``run_id`` the flow run the pages belong to;
+    ``urls`` backfill mode: fetch exactly these URLs, follow nothing; ``sitemap_only`` crawl only the
+    URLs the sitemaps list, follow nothing; ``state`` an open StateDB to reuse.
+    """
+
+    name = "config"
+    # 304 and 404/410 must reach parse_page; 3xx are followed by RedirectMiddleware first.
+    handle_httpstatus_list: ClassVar[list[int]] = [304, *GONE_STATUSES]
+
+    def __init__(
+        self,
+        crawl: CrawlConfig | str,
+        run_id: str,
+        urls: Sequence[str] | str | None = None,
+        sitemap_only: bool | str = False,
+        state: StateDB | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cfg = crawl if isinstance(crawl, CrawlConfig) else load_crawl(crawl)
+        self.run_id = run_id
+        self.backfill_urls = list(dict.fromkeys(canonicalize_url(u) for u in _as_list(urls)))
+        self.sitemap_only = sitemap_only in (True, "1", "true", "True", "yes")
+        self.state = state if state is not None else StateDB(self.cfg.state_url())
+        source = self.cfg.source
+        self.domains = [d.lower() for d in source.domains]
+        self._include = [re.compile(p) for p in source.include]
+        self._exclude = [re.compile(p) for p in source.exclude]
+        self._link_extractor = LinkExtractor(
+            unique=True, deny_extensions=[e for e in IGNORED_EXTENSIONS if e not in REPORTED_EXTENSIONS]
+        )
+
+        self.counts: Counter[str] = Counter()
+        self.limit_reached = False
+        self.finish_reason: str | None = None
+        self._pages = 0  # stored pages: 200 HTML plus 304, capped at max_pages
+        self._seen: set[str] = set()  # canonical URLs scheduled, so each is fetched once
+        self._finals: set[str] = set()  # canonical final URLs stored, so redirects store a page once
+        self._sitemaps_seen: set[str] = set()
+        self._offsite: set[str] = set()
+        self._filtered_links: set[str] = set()
+        self._too_deep: set[str] = set()
+
+        conditional = self.cfg.sync.conditional_requests and not self.backfill_urls
+        self.validators = self.state.page_validators(self.cfg.name) if conditional else {}
+        self.link_cache = self.state.load_links(self.cfg.name) if self.validators else {}
+        if self.validators:
+            logger.info(
+                "conditional requests: %d known pages, %d cached link lists",
+                len(self.validators),
+                len(self.link_cache),
+            )
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        """Create the spider and apply its crawl's settings before Scrapy freezes them."""
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.settings.setdict(settings_for(spider.cfg.source), priority="spider")
+        crawler.signals.connect(spider._on_headers, signal=signals.headers_received)
+        crawler.signals.connect(spider._on_bytes, signal=signals.bytes_received)
+        return spider
+
+    # -- filters ------------------------------------------------------------------------------
+    def allowed_host(self, host: str) -> bool:
+        """Whether ``host`` is an allowed domain or a subdomain of one."""
+        host = host.lower()
+        return any(host == d or host.endswith("." + d) for d in self.domains)
+
+    def passes_filters(self, url: str) -> bool:
+        """``source.include`` (any must match, if given) and ``source.exclude`` (none may match)."""
+        if self._include and not any(p.search(url) for p in self._include):
+            return False
+        return not any(p.search(url) for p in self._exclude)
+
+    @property
+    def following(self) -> bool:
+        """Whether links of fetched pages are followed (not in backfill or sitemap-only mode)."""
+        return not self.backfill_urls and not self.sitemap_only and not self.limit_reached
+
+    # -- requests -----------------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Request]:
+        """Start URLs and sitemaps, or exactly the backfill URLs."""
+        for request in self.start_requests_sync():
+            yield request
+
+    def start_requests_sync(self) -> Iterator[Request]:
+        """The initial requests, as a plain iterator."""
+        if self.backfill_urls:
+            for url in self.backfill_urls:
+                yield self._page_request(url, 0)
+            return
+        source = self.cfg.source
+        if not self.sitemap_only:
+            for url in source.start_urls:
+                canonical = canonicalize_url(url)
+                if canonical not in self._seen:
+                    yield self._page_request(canonical, 0)
+        sitemaps = list(source.sitemaps)
+        if self.sitemap_only and not sitemaps:
+            origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, source.start_urls)}
+            sitemaps = [f"{origin}/robots.txt" for origin in sorted(origins)]
+        for url in sitemaps:
+            request = self._sitemap_request(url)
+            if request is not None:
+                yield request
+
+    def _page_request(self, url: str, depth: int, *, conditional: bool = True) -> Request:
+        self._seen.add(url)
+        headers: dict[str, str] = {}
+        if conditional:
+            etag, last_modified = self.validators.get(url, (None, None))
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
+        return Request(
+            url,
+            callback=self.parse_page,
+            errback=self.on_page_error,
+            headers=headers or None,
+            priority=-depth,
+            meta={KIND: "page", URL: url, DEPTH: depth},
+        )
+
+    def _sitemap_request(self, url: str) -> Request | None:
+        if url in self._sitemaps_seen or urlsplit(url).scheme not in ("http", "https"):
+            return None
+        self._sitemaps_seen.add(url)
+        meta: dict[str, Any] = {
+            KIND: "sitemap",
+            "download_maxsize": max(WEBVEC_SITEMAP_MAXSIZE, self.cfg.source.max_page_bytes),
+        }
+        if urlsplit(url).path.endswith("/robots.txt"):
+            meta[ROBOTS] = True
+            meta["dont_obey_robotstxt"] = True
+        # Sitemaps first: the pages they list start at depth 0 like the start URLs.
+        return Request(
+            url, callback=self.parse_sitemap, errback=self.on_sitemap_error, priority=100, meta=meta
+        )
+
+    def admit_redirect(self, request: Request) -> None:
+        """Called by SafetyMiddleware for each redirected page request; raises RequestRefused to drop it."""
+        if request.meta.get(KIND) != "page":
+            return
+        target = canonicalize_url(request.url)
+        if target in (request.meta.get(ADMITTED), request.meta.get(URL)):
+            return  # a retry of an admitted redirect, or a redirect back to the URL itself
+        if not self.allowed_host(host_of(target)):
+            raise RequestRefused("offsite", f"redirected off the allowed domains to {target}")
+        if target in self._seen:
+            raise RequestRefused("duplicate", f"duplicate: redirects to {target}, crawled on its own")
+        self._seen.add(target)
+        request.meta[ADMITTED] = target
+
+    def _follow(self, links: Iterable[str], depth: int) -> Iterator[Request]:
+        if not self.following:
+            return
+        next_depth = depth + 1
+        for link in links:
+            if link in self._seen:
+                continue
+            if not self.allowed_host(host_of(link)):
+                self._offsite.add(link)
+            elif not self.passes_filters(link):
+                self._filtered_links.add(link)
+            elif next_depth > self.cfg.source.max_depth:
+                self._too_deep.add(link)
+            else:
+                yield self._page_request(link, next_depth)
+
+    def _on_headers(self, headers: Any, request: Request, **_: Any) -> None:
+        # Stop the download of a non-HTML body as soon as its headers say so; parse_page records it.
+        if request.meta.get(KIND) != "page":
+            return
+        request.meta[RECEIVED] = 0
+        content_type = headers.get(b"Content-Type")
+        if content_type and _mime(content_type.decode("latin-1")) not in HTML_TYPES:
+            raise StopDownload(fail=False)
+
+    def _on_bytes(self, data: bytes, request: Request, **_: Any) -> None:
+        # Scrapy cancels a body that outgrows DOWNLOAD_MAXSIZE with a bare CancelledError; counting the
+        # bytes tells that apart from a download cancelled because the crawl is shutting down.
+        if request.meta.get(KIND) == "page":
+            request.meta[RECEIVED] = request.meta.get(RECEIVED, 0) + len(data)
+
+    # -- responses ----------------------------------------------------------------------------
+    def parse_page(self, response: Response) -> Iterator[Request | FetchedPage]:
+        """Turn one page response into a FetchedPage row and the requests for its links."""
+        url: str = response.meta[URL]
+        depth: int = response.meta[DEPTH]
+        final = canonicalize_url(response.url)
+        content_type = _header(response, "Content-Type")
+        etag = _header(response, "ETag")
+        last_modified = _header(response, "Last-Modified")
+        row = FetchedPage(
+            url=url,
+            final_url=final,
+            status=response.status,
+            content_type=content_type,
+            etag=etag,
+            last_modified=last_modified,
+            depth=depth,
+        )
+
+        if response.status in GONE_STATUSES:
+            self.counts["gone"] += 1
+            row.skip_reason = f"gone: http {response.status}"
+            yield row
+            return
+
+        if response.status == 304:
+            links = self.link_cache.get(final, self.link_cache.get(url))
+            if links is None:
+                # Without cached links the crawl would stop here: fetch the page again, unconditionally.
+                self.counts["refetched"] += 1
+                yield self._page_request(url, depth, conditional=False)
+                return
+            known_etag, known_last_modified = self.validators.get(url, (None, None))
+            row.etag = etag or known_etag
+            row.last_modified = last_modified or known_last_modified
+            if self._keep(row, "not_modified"):
+                yield row
+                yield from self._follow(links, depth)
+            elif row.skip_reason:
+                yield row
+            return
+
+        mime = _mime(content_type)
+        is_html = mime in HTML_TYPES if mime else isinstance(response, HtmlResponse)
+        if not is_html or not isinstance(response, TextResponse):
+            self.counts["not_html"] += 1
+            row.skip_reason = f"not html: {mime or 'unknown content type'}"
+            yield row
+            return
+
+        links = self._extract_links(response)
+        try:
+            self.state.save_links(self.cfg.name, final, links)
+        except Exception as exc:  # the link cache only speeds up later runs; this crawl goes on
+            logger.warning("could not cache the links of %s: %s", final, type(exc).__name__)
+
+        if not self.passes_filters(final):
+            self.counts["filtered"] += 1
+            row.skip_reason = "filtered: URL does not pass source.include/source.exclude"
+            yield row
+            yield from self._follow(links, depth)
+            return
+
+        row.body = response.body
+        if self._keep(row, "pages_stored"):
+            yield row
+            yield from self._follow(links, depth)
+        elif row.skip_reason:
+            row.body = None
+            yield row
+
+    def _keep(self, row: FetchedPage, category: str) -> bool:
+        """Claim a page slot for a 200/304 row; sets skip_reason on a duplicate final URL."""
+        if row.final_url in self._finals:
+            self.counts["duplicates"] += 1
+            row.skip_reason = f"duplicate: {row.final_url} is already stored in this run"
+            return False
+        if self._pages >= self.cfg.source.max_pages:
+            self.counts["over_limit"] += 1  # fetched while the spider was closing; not stored
+            return False
+        self._finals.add(row.final_url)
+        self._pages += 1
+        self.counts[category] += 1
+        if self._pages >= self.cfg.source.max_pages:
+            self._reach_limit()
+        return True
+
+    def _reach_limit(self) -> None:
+        self.limit_reached = True
+        logger.info("max_pages (%d) reached: closing the spider", self.cfg.source.max_pages)
+        deferred_from_coro(self.crawler.engine.close_spider_async(reason="max_pages"))
+
+    def _extract_links(self, response: TextResponse) -> list[str]:
+        links: dict[str, None] = {}
+        for link in self._link_extractor.extract_links(response):
+            if urlsplit(link.url).scheme in ("http", "https"):
+                links[canonicalize_url(link.url)] = None
+        return list(links)
+
+    def on_page_error(self, failure: Failure) -> Iterator[FetchedPage]:
+        """Record a page request that produced no usable response as a skipped row."""
+        request: Request = failure.request  # type: ignore[attr-defined]
+        exc = failure.value
+        url = request.meta.get(URL) or canonicalize_url(request.url)
+        final = canonicalize_url(request.url)
+        status = 0
+        if isinstance(exc, RequestRefused):
+            category = {"private": "private_refused", "offsite": "offsite_redirects"}.get(
+                exc.kind, "duplicates"
+            )
+            reason = exc.reason
+        elif isinstance(exc, HttpError):
+            status = exc.response.status
+            final = canonicalize_url(exc.response.url)
+            category = "errors" if status >= 500 or status == 429 else "http_errors"
+            reason = f"http {status}"
+        elif isinstance(exc, IgnoreRequest) and "robots.txt" in str(exc):
+            category, reason = "robots_disallowed", "disallowed by robots.txt"
+        elif isinstance(exc, IgnoreRequest):
+            category, reason = "ignored", f"ignored: {exc}"
+        elif isinstance(exc, DownloadCancelledError | CancelledError) and (
+            "max size" in str(exc) or request.meta.get(RECEIVED, 0) > self.cfg.source.max_page_bytes
+        ):
+            category = "too_large"
+            reason = f"too large: over source.max_page_bytes ({self.cfg.source.max_page_bytes} bytes)"
+        elif isinstance(exc, DownloadCancelledError | CancelledError):
+            self.counts["cancelled"] += 1  # in flight when the spider closed (max_pages or shutdown)
+            return
+        else:
+            category = "errors"
+            reason = f"download error: {type(exc).__name__}: {str(exc)[:300]}"
+        self.counts[category] += 1
+        yield FetchedPage(
+            url=url,
+            final_url=final,
+            status=status,
+            depth=request.meta.get(DEPTH, 0),
+            skip_reason=reason,
+        )
+
+    # -- sitemaps -----------------------------------------------------------------------------
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        """Read a robots.txt (its Sitemap: lines), a sitemap index or a urlset."""
+        if response.meta.get(ROBOTS):
+            found = list(sitemap_urls_from_robots(response.body, base_url=response.url))
+            if not found:
+                logger.info("no Sitemap: lines in %s", response.url)
+            for url in found:
+                request = self._sitemap_request(url)
+                if request is not None:
+                    yield request
+            return
+        body = self._sitemap_body(response)
+        sitemap = None
+        if body:
+            try:
+                sitemap = Sitemap(body)
+            except Exception:
+                sitemap = None
+        if sitemap is None or sitemap.type not in ("sitemapindex", "urlset"):
+            self.counts["sitemap_errors"] += 1
+            logger.warning("not a sitemap: %s", response.url)
+            return
+        locs = [entry["loc"] for entry in sitemap if entry.get("loc")]
+        if sitemap.type == "sitemapindex":
+            for loc in locs:
+                request = self._sitemap_request(loc)
+                if request is not None:
+                    yield request
+            return
+        listed = 0
+        for loc in locs:
+            if urlsplit(loc).scheme not in ("http", "https"):
+                continue
+            url = canonicalize_url(loc)
+            if url in self._seen or self.backfill_urls or self.limit_reached:
+                continue
+            if not self.allowed_host(host_of(url)):
+                self._offsite.add(url)
+                continue
+            listed += 1
+            yield self._page_request(url, 0)
+        logger.info("sitemap %s: %d URLs, %d new", response.url, len(locs), listed)
+
+    def _sitemap_body(self, response: Response) -> bytes | None:
+        if gzip_magic_number(response):
+            try:
+                return gunzip(response.body, max_size=response.meta["download_maxsize"])
+            except Exception:
+                return None
+        body = response.body.lstrip()
+        return body if body.startswith(b"<") else None
+
+    def on_sitemap_error(self, failure: Failure) -> None:
+        """A sitemap that cannot be read: pages only it lists are missed, so the crawl is incomplete."""
+        request: Request = failure.request  # type: ignore[attr-defined]
+        exc = failure.value
+        detail = f"http {exc.response.status}" if isinstance(exc, HttpError) else f"{type(exc).__name__}"
+        self.counts["sitemap_errors"] += 1
+        logger.warning("could not read sitemap %s: %s", request.url, detail)
+
+    # -- end ----------------------------------------------------------------------------------
+    def note_store_error(self) -> None:
+        """Called by the pipeline when a row could not be written."""
+        self.counts["store_errors"] += 1
+
+    def closed(self, reason: str) -> None:
+        """Remember why the crawl ended and copy the counters into Scrapy's stats dump."""
+        self.finish_reason = reason
+        for key, value in self.crawl_stats().items():
+            if isinstance(value, int | bool):
+                self.crawler.stats.set_value(f"webvec/{key}", value)
+
+    @property
+    def complete(self) -> bool:
+        """True when every reachable allowed page was visited: not stopped early, no failures."""
+        failures = self.counts["errors"] + self.counts["sitemap_errors"] + self.counts["store_errors"]
+        return self.finish_reason == "finished" and not self.limit_reached and failures == 0
+
+    def crawl_stats(self) -> dict[str, Any]:
+        """The stats the flow reads (written as JSON by spiders.run)."""
+        c = self.counts
+        stats: dict[str, Any] = {
+            "crawl": self.cfg.name,
+            "run_id": self.run_id,
+            "mode": "backfill" if self.backfill_urls else "sitemap-only" if self.sitemap_only else "crawl",
+            "finish_reason": self.finish_reason,
+            "complete": self.complete,
+            "limit_reached": self.limit_reached,
+            "pages_stored": c["pages_stored"],
+            "not_modified": c["not_modified"],
+            "gone": c["gone"],
+            "pages_skipped": sum(c[k] for k in SKIP_CATEGORIES),
+            "requests": int(self.crawler.stats.get_value("downloader/request_count", 0) or 0),
+            "errors": c["errors"] + c["sitemap_errors"] + c["store_errors"],
+        }
+        for key in SKIP_CATEGORIES:
+            stats.setdefault(key, c[key])
+        stats.update(
+            {
+                "sitemap_errors": c["sitemap_errors"],
+                "store_errors": c["store_errors"],
+                "refetched": c["refetched"],
+                "cancelled": c["cancelled"],
+                "over_limit": c["over_limit"],
+                "offsite_links": len(self._offsite),
+                "filtered_links": len(self._filtered_links),
+                "depth_limited_links": len(self._too_deep),
+            }
+        )
+        return stats
