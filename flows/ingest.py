@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import progress
 from ingest.chunking import Chunk
-from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path, webvec_home
+from ingest.config import load_crawl, resolve_crawl_path, webvec_home
 from ingest.errors import WebvecError
 from ingest.extract import Document
 from ingest.pipeline import (
@@ -34,6 +34,7 @@ from ingest.pipeline import (
     Extracted,
     RunContext,
     Written,
+    alias_documents,
     chunk_documents,
     commit_documents,
     delete_pages,
@@ -41,11 +42,13 @@ from ingest.pipeline import (
     extract_pages,
     make_context,
     plan_batch,
+    sweep_repeated_chunks,
     write_documents,
 )
 from ingest.state import FetchedPage, utcnow
 from ingest.summary import RunSummary
 from ingest.sync import ChangeSet, plan_stale
+from ingest.versions import ensure_first_version, metric_of, model_changed
 
 BATCH_PAGES = 64  # pages per batch: big enough to amortise task overhead, small enough to overlap the crawl
 POLL_SECONDS = 0.25
@@ -149,6 +152,8 @@ def process_batch(ctx: RunContext, pages: Sequence[FetchedPage], seen: set[str],
     s.pages_changed += len(changes.changed)
     s.pages_unchanged += len(changes.unchanged)
     s.pages_gone += len(changes.gone)
+    s.pages_duplicate += len(changes.aliases)
+    alias_documents(ctx, changes.aliases)
     ctx.db.touch_pages(ctx.cfg.name, changes.unchanged, extracted.validators)
     emptied = [k.url for k in extracted.skipped if k.reason.startswith(_EMPTIED)]
     seen.update(emptied)
@@ -168,7 +173,7 @@ def process_batch(ctx: RunContext, pages: Sequence[FetchedPage], seen: set[str],
     s.cache_hits += embedded.cache_hits
     progress.emit("embedded", embedded.texts_embedded + embedded.cache_hits)
     if not ensured[0]:
-        ctx.store.ensure(ctx.embedder.dimension, _metric(ctx.cfg))
+        ctx.store.ensure(ctx.embedder.dimension, metric_of(ctx.cfg))
         ensured[0] = True
     now = utcnow()
     written = write_task(ctx, docs, chunks, embedded, now)
@@ -176,11 +181,8 @@ def process_batch(ctx: RunContext, pages: Sequence[FetchedPage], seen: set[str],
     progress.emit("written", len(docs))
 
 
-def _metric(cfg: CrawlConfig) -> str:
-    return cfg.store.metric if cfg.store.kind == "pinecone" else "cosine"
-
-
-def _publish(summary: RunSummary) -> None:
+def publish(summary: RunSummary) -> None:
+    """Publish the summary as a Prefect markdown artifact (when there is a Prefect API)."""
     # Without a Prefect API (e.g. called via .fn) there is nowhere to publish; the summary is returned.
     with contextlib.suppress(Exception):
         create_markdown_artifact(
@@ -207,6 +209,20 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
     seen: set[str] = set()
     ensured = [False]
     try:
+        ctx.db.acquire_lock(cfg.name, run_id)
+    except WebvecError as exc:
+        summary.status, summary.message = "failed", str(exc)
+        ctx.db.finish_run(run_id, "failed", summary.to_dict())
+        raise RunFailed(summary.message, summary) from exc
+    try:
+        if model_changed(ctx):
+            # The embedder changed: move every stored chunk to a new version first, so this run
+            # writes into a store that holds one model's vectors only.
+            from flows.reembed import rebuild_version
+
+            rebuild_version(cfg, ctx.db, summary)
+            ctx = make_context(cfg, summary, ctx.db)
+        ensure_first_version(ctx)
         crawl_started = time.perf_counter()
         future = crawl_task.submit(str(crawl_path), run_id, urls)
         seq = 0
@@ -217,6 +233,7 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
                 seq = pages[-1].seq
                 progress.emit("fetched", len(pages))
                 process_batch(ctx, pages, seen, ensured)
+                ctx.db.heartbeat(cfg.name, run_id)
             elif finished:
                 break
             else:
@@ -229,6 +246,7 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
             raise WebvecError(f"no pages fetched from {', '.join(cfg.source.start_urls)} ({reasons})")
         if not urls:
             _delete_stale(ctx, seen)
+        sweep_repeated_chunks(ctx)
         summary.status = "degraded" if summary.status == "degraded" else "ok"
     except Exception as exc:
         summary.status = "failed"
@@ -236,14 +254,15 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
         summary.seconds = round(time.monotonic() - started, 3)
         summary.estimated_cost_usd = ctx.embedder.estimate_cost(summary.tokens_embedded)
         ctx.db.finish_run(run_id, "failed", summary.to_dict())
-        _publish(summary)
+        publish(summary)
         raise RunFailed(summary.message, summary) from exc
     finally:
         ctx.db.purge_fetched(cfg.name, keep_run_id=run_id)
+        ctx.db.release_lock(cfg.name, run_id)
     summary.seconds = round(time.monotonic() - started, 3)
     summary.estimated_cost_usd = ctx.embedder.estimate_cost(summary.tokens_embedded)
     ctx.db.finish_run(run_id, summary.status, summary.to_dict())
-    _publish(summary)
+    publish(summary)
     return summary.to_dict()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ingest.chunking import Chunk, chunk_markdown
 from ingest.config import CrawlConfig
+from ingest.dedup import NearDuplicateIndex, simhash
 from ingest.embedders import Embedder, make_embedder
 from ingest.extract import Document, Skip, extract
 from ingest.ids import doc_prefix, model_key
@@ -65,6 +66,23 @@ class RunContext:
     embedder: Embedder
     store: VectorStore
     summary: RunSummary
+    fingerprints: dict[str, int] = field(default_factory=dict)  # SimHash of this run's documents
+    _near: NearDuplicateIndex | None = None
+    _repeated: dict[str, set[str]] | None = None
+
+    @property
+    def near(self) -> NearDuplicateIndex:
+        """Fingerprints of the pages kept so far (the ledger's live pages, then this run's)."""
+        if self._near is None:
+            self._near = NearDuplicateIndex(self.db.fingerprints(self.cfg.name))
+        return self._near
+
+    @property
+    def repeated(self) -> dict[str, set[str]]:
+        """text_hash → documents holding it (ledger, then this run), for drop_repeated_chunks."""
+        if self._repeated is None:
+            self._repeated = self.db.docs_by_text_hash(self.cfg.name)
+        return self._repeated
 
     @property
     def model_key(self) -> str:
@@ -150,20 +168,89 @@ def extract_pages(pages: Sequence[FetchedPage]) -> Extracted:
 
 
 def plan_batch(ctx: RunContext, extracted: Extracted) -> ChangeSet:
-    """Stage 3: compare with the ledger."""
+    """Stage 3: compare with the ledger; near-duplicates of kept pages become aliases."""
     urls = [d.url for d in extracted.documents] + extracted.not_modified + extracted.gone
     ledger = ctx.db.pages_by_url(ctx.cfg.name, urls)
-    return plan(extracted.documents, extracted.not_modified, extracted.gone, ledger, ctx.chunk_key)
+    changes = plan(extracted.documents, extracted.not_modified, extracted.gone, ledger, ctx.chunk_key)
+    if ctx.cfg.dedup.near_duplicates:
+        keep: dict[str, list[Document]] = {"new": [], "changed": []}
+        for kind, docs in (("new", changes.new), ("changed", changes.changed)):
+            for doc in docs:
+                fp = simhash(doc.markdown)
+                ctx.fingerprints[doc.url] = fp
+                original = ctx.near.find(doc.url, fp)
+                if original is None:
+                    ctx.near.add(doc.url, fp)
+                    keep[kind].append(doc)
+                else:
+                    changes.aliases.append((doc, original))
+        changes.new, changes.changed = keep["new"], keep["changed"]
+    return changes
+
+
+def alias_documents(ctx: RunContext, aliases: Sequence[tuple[Document, str]]) -> None:
+    """Record near-duplicates as aliases of the page they duplicate; drop vectors they had."""
+    if not aliases:
+        return
+    removed: list[str] = []
+    for doc, _ in aliases:
+        removed.extend(ctx.store.list_ids(doc_prefix(doc.doc_id)))
+    if removed:
+        ctx.store.delete(removed)
+        ctx.summary.vectors_deleted += len(removed)
+    rows = [
+        {
+            "url": doc.url,
+            "doc_id": doc.doc_id,
+            "canonical_url": doc.canonical,
+            "title": doc.title,
+            "content_hash": doc.content_hash,
+            "fingerprint": ctx.fingerprints.get(doc.url),
+            "alias_of": original,
+            "status": "alias",
+        }
+        for doc, original in aliases
+    ]
+    ctx.db.commit_pages(ctx.cfg.name, ctx.store.target, ctx.model_key, rows, [], [], removed)
 
 
 def chunk_documents(ctx: RunContext, docs: Sequence[Document]) -> dict[str, list[Chunk]]:
-    """Stage 4: chunks of each document, counted with the embedder's tokenizer."""
-    return {
+    """Stage 4: chunks of each document, counted with the embedder's tokenizer.
+
+    With ``dedup.drop_repeated_chunks: N``, chunks whose text is on more than N pages are dropped
+    (pages processed before the count passed N are cleaned by :func:`sweep_repeated_chunks`).
+    """
+    out = {
         d.doc_id: chunk_markdown(
             d.markdown, d.doc_id, ctx.embedder.count_tokens, ctx.max_tokens, ctx.cfg.chunk.overlap_tokens
         )
         for d in docs
     }
+    limit = ctx.cfg.dedup.drop_repeated_chunks
+    if limit:
+        for doc_chunks in out.values():
+            for c in doc_chunks:
+                ctx.repeated.setdefault(c.text_hash, set()).add(c.doc_id)
+        for doc, doc_chunks in out.items():
+            kept = [c for c in doc_chunks if len(ctx.repeated[c.text_hash]) <= limit]
+            ctx.summary.chunks_dropped_repeated += len(doc_chunks) - len(kept)
+            out[doc] = kept
+    return out
+
+
+def sweep_repeated_chunks(ctx: RunContext) -> int:
+    """Delete chunks whose text is now on more than ``drop_repeated_chunks`` pages; returns how many."""
+    limit = ctx.cfg.dedup.drop_repeated_chunks
+    if not limit:
+        return 0
+    over = {h for h, docs in ctx.db.docs_by_text_hash(ctx.cfg.name).items() if len(docs) > limit}
+    ids = [c["chunk_id"] for c in ctx.db.all_chunks(ctx.cfg.name) if c["text_hash"] in over]
+    if ids:
+        ctx.store.delete(ids)
+        ctx.db.drop_chunks(ctx.cfg.name, ctx.store.target, ids)
+        ctx.summary.vectors_deleted += len(ids)
+        ctx.summary.chunks_dropped_repeated += len(ids)
+    return len(ids)
 
 
 @dataclass
@@ -317,6 +404,7 @@ def commit_documents(
                 "content_hash": doc.content_hash,
                 "chunk_key": ctx.chunk_key,
                 "text": doc.markdown,
+                "fingerprint": ctx.fingerprints.get(doc.url),
                 "status": "live",
                 "last_changed": changed_at,
             }

@@ -618,6 +618,38 @@ class StateDB:
                     .where(pages.c.crawl == crawl, pages.c.url == url)
                     .values(status=status, last_changed=now, text=None)
                 )
+                # Pages that were stored as near-duplicates of this one are indexed afresh when next seen.
+                conn.execute(pages.delete().where(pages.c.crawl == crawl, pages.c.alias_of == url))
+
+    def fingerprints(self, crawl: str) -> list[tuple[str, int]]:
+        """(url, SimHash) of every live page."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pages.c.url, pages.c.fingerprint).where(
+                    pages.c.crawl == crawl, pages.c.status == "live", pages.c.fingerprint.is_not(None)
+                )
+            )
+            return [(r.url, int(r.fingerprint)) for r in rows]
+
+    def docs_by_text_hash(self, crawl: str) -> dict[str, set[str]]:
+        """text_hash → the documents whose chunks hold that text."""
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(
+                sa.select(chunks.c.text_hash, chunks.c.doc_id).where(chunks.c.crawl == crawl)
+            ):
+                out.setdefault(r.text_hash, set()).add(r.doc_id)
+        return out
+
+    def drop_chunks(self, crawl: str, target: str, chunk_ids: Sequence[str]) -> None:
+        """Forget chunks (already deleted from the store)."""
+        ids = list(chunk_ids)
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                conn.execute(
+                    chunks.delete().where(chunks.c.crawl == crawl, chunks.c.chunk_id.in_(ids[i : i + 500]))
+                )
+            self._mark_written(conn, target, "", [], ids, utcnow())
 
     # -- embedding cache ----------------------------------------------------------------------
     def cached_vectors(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:

@@ -27,8 +27,10 @@ class RunSummary:
     pages_changed: int = 0
     pages_unchanged: int = 0
     pages_gone: int = 0
+    pages_duplicate: int = 0  # near-duplicates stored as aliases of another page
     pages_stale_deleted: int = 0
     chunks: int = 0  # chunks of new and changed pages
+    chunks_dropped_repeated: int = 0  # dedup.drop_repeated_chunks
     tokens: int = 0
     texts_embedded: int = 0
     tokens_embedded: int = 0
@@ -68,6 +70,7 @@ class RunSummary:
                 f"{self.pages_new} / {self.pages_changed} / {self.pages_unchanged}",
             ),
             ("pages gone / stale deleted", f"{self.pages_gone} / {self.pages_stale_deleted}"),
+            ("pages near-duplicate (aliases)", str(self.pages_duplicate)),
             ("pages skipped", f"{self.pages_skipped} {self.skip_reasons or ''}"),
             ("chunks / tokens", f"{self.chunks} / {self.tokens}"),
             ("texts embedded (cache hits)", f"{self.texts_embedded} ({self.cache_hits})"),

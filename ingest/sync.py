@@ -19,6 +19,7 @@ class ChangeSet:
     changed: list[Document] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)  # URLs: content and chunking as in the ledger
     gone: list[str] = field(default_factory=list)  # URLs now 404/410 that the ledger holds live
+    aliases: list[tuple[Document, str]] = field(default_factory=list)  # near-duplicates → kept page
 
     @property
     def to_write(self) -> list[Document]:

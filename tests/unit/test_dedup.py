@@ -1,0 +1,29 @@
+"""SimHash near-duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.dedup import NearDuplicateIndex, distance, simhash
+from ingest.extract import Document, extract
+
+SITE = Path(__file__).resolve().parents[2] / "bench" / "site"
+
+
+def test_print_version_is_a_near_duplicate_and_other_pages_are_not() -> None:
+    docs = {}
+    for name in ("guides/starter.html", "guides/starter-print.html", "guides/starter-maintenance.html"):
+        doc = extract((SITE / name).read_bytes(), f"http://h/{name}")
+        assert isinstance(doc, Document)
+        docs[name] = simhash(doc.markdown)
+    assert distance(docs["guides/starter.html"], docs["guides/starter-print.html"]) <= 6
+    assert distance(docs["guides/starter.html"], docs["guides/starter-maintenance.html"]) > 10
+    index = NearDuplicateIndex([("http://h/guides/starter.html", docs["guides/starter.html"])])
+    assert index.find("http://h/print", docs["guides/starter-print.html"]) == "http://h/guides/starter.html"
+    assert index.find("http://h/m", docs["guides/starter-maintenance.html"]) is None
+    assert index.find("http://h/guides/starter.html", docs["guides/starter.html"]) is None  # not itself
+
+
+def test_fingerprint_fits_a_signed_bigint_and_is_stable() -> None:
+    fp = simhash("some words that make up a page of text " * 20)
+    assert -(2**63) <= fp < 2**63 and fp == simhash("some words that make up a page of text " * 20)
