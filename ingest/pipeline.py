@@ -67,6 +67,7 @@ class RunContext:
     store: VectorStore
     summary: RunSummary
     fingerprints: dict[str, int] = field(default_factory=dict)  # SimHash of this run's documents
+    dropped: dict[str, list[Chunk]] = field(default_factory=dict)  # per doc: kept out as repeated
     _near: NearDuplicateIndex | None = None
     _repeated: dict[str, set[str]] | None = None
 
@@ -233,7 +234,8 @@ def chunk_documents(ctx: RunContext, docs: Sequence[Document]) -> dict[str, list
                 ctx.repeated.setdefault(c.text_hash, set()).add(c.doc_id)
         for doc, doc_chunks in out.items():
             kept = [c for c in doc_chunks if len(ctx.repeated[c.text_hash]) <= limit]
-            ctx.summary.chunks_dropped_repeated += len(doc_chunks) - len(kept)
+            ctx.dropped[doc] = [c for c in doc_chunks if len(ctx.repeated[c.text_hash]) > limit]
+            ctx.summary.chunks_dropped_repeated += len(ctx.dropped[doc])
             out[doc] = kept
     return out
 
@@ -243,6 +245,7 @@ def sweep_repeated_chunks(ctx: RunContext) -> int:
     limit = ctx.cfg.dedup.drop_repeated_chunks
     if not limit:
         return 0
+    # Counts include occurrences dropped earlier: the ledger records them (chunks.dropped).
     over = {h for h, docs in ctx.db.docs_by_text_hash(ctx.cfg.name).items() if len(docs) > limit}
     ids = [c["chunk_id"] for c in ctx.db.all_chunks(ctx.cfg.name) if c["text_hash"] in over]
     if ids:
@@ -279,7 +282,8 @@ def embed_chunks(ctx: RunContext, chunks: Sequence[Chunk]) -> Embedded:
         vectors={**cached, **fresh},
         texts_embedded=len(missing),
         tokens_embedded=sum(c.tokens for c in missing),
-        cache_hits=len(texts) - len(missing),
+        # Chunks not embedded because their text was known: cached, or repeated within this batch.
+        cache_hits=len(chunks) - len(missing),
     )
 
 
@@ -344,8 +348,8 @@ def write_documents(
     return Written(written_ids, removed)
 
 
-def chunk_rows_of(doc: Document, chunks: Sequence[Chunk]) -> list[dict[str, object]]:
-    """Ledger rows for a document's chunks."""
+def chunk_rows_of(doc: Document, chunks: Sequence[Chunk], dropped: bool = False) -> list[dict[str, object]]:
+    """Ledger rows for a document's chunks (``dropped``: recorded, but kept out of the store)."""
     return [
         {
             "chunk_id": c.id,
@@ -356,6 +360,7 @@ def chunk_rows_of(doc: Document, chunks: Sequence[Chunk]) -> list[dict[str, obje
             "text_hash": c.text_hash,
             "tokens": c.tokens,
             "heading_path": c.heading,
+            "dropped": dropped,
         }
         for c in chunks
     ]
@@ -410,6 +415,7 @@ def commit_documents(
             }
         )
         chunk_rows.extend(chunk_rows_of(doc, chunks_by_doc[doc.doc_id]))
+        chunk_rows.extend(chunk_rows_of(doc, ctx.dropped.pop(doc.doc_id, []), dropped=True))
     ctx.db.commit_pages(
         ctx.cfg.name,
         ctx.store.target,

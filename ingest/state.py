@@ -94,6 +94,9 @@ chunks = sa.Table(
     sa.Column("text_hash", sa.String(32), nullable=False),
     sa.Column("tokens", sa.Integer, nullable=False),
     sa.Column("heading_path", sa.Text, nullable=False, default=""),
+    # dropped: kept out of the store by dedup.drop_repeated_chunks, recorded so the count of pages
+    # holding a text stays true across runs.
+    sa.Column("dropped", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -419,24 +422,50 @@ class StateDB:
                 .values(status="live", pinned=pinned, activated_at=utcnow())
             )
 
-    def set_chunk_key(self, crawl: str, chunk_key: str) -> None:
-        """Record that every live page is now chunked as ``chunk_key`` (after a re-embed cut-over)."""
+    def cut_over(
+        self,
+        crawl: str,
+        version: int,
+        chunk_key: str,
+        chunk_rows: Sequence[dict[str, Any]],
+        target: str,
+        model_key: str,
+        vectors: int,
+    ) -> None:
+        """Switch a crawl to a freshly built version in one transaction: the version goes live, the
+        chunk rows become the new chunking, every live page is marked as cut that way, and the new
+        target's ids are recorded."""
+        now = utcnow()
         with self.engine.begin() as conn:
+            conn.execute(
+                versions.update()
+                .where(versions.c.crawl == crawl, versions.c.status == "live")
+                .values(status="previous", pinned=False)
+            )
+            conn.execute(
+                versions.update()
+                .where(versions.c.crawl == crawl, versions.c.version == version)
+                .values(status="live", pinned=False, activated_at=now, vectors=vectors)
+            )
+            conn.execute(chunks.delete().where(chunks.c.crawl == crawl))
+            if chunk_rows:
+                conn.execute(
+                    chunks.insert(),
+                    [{"crawl": crawl, "created_at": now, "dropped": False, **r} for r in chunk_rows],
+                )
             conn.execute(
                 pages.update()
                 .where(pages.c.crawl == crawl, pages.c.status == "live")
                 .values(chunk_key=chunk_key)
             )
+            kept = [r["chunk_id"] for r in chunk_rows if not r.get("dropped")]
+            self._mark_written(conn, target, model_key, kept, [], now)
 
-    def replace_chunks(self, crawl: str, chunk_rows: Sequence[dict[str, Any]]) -> None:
-        """Replace every chunk row of a crawl (a re-embed cut over to a new chunking)."""
-        now = utcnow()
+    def forget_target(self, target: str) -> None:
+        """Drop the written-ids record of a target (its collection/namespace was dropped)."""
         with self.engine.begin() as conn:
-            conn.execute(chunks.delete().where(chunks.c.crawl == crawl))
-            if chunk_rows:
-                conn.execute(chunks.insert(), [{"crawl": crawl, "created_at": now, **r} for r in chunk_rows])
+            conn.execute(written.delete().where(written.c.target == target))
 
-    # -- spider's link cache ------------------------------------------------------------------
     def save_links(self, crawl: str, url: str, links: list[str]) -> None:
         """Remember the out-links of a page (replacing what was there)."""
         with self.engine.begin() as conn:
@@ -495,12 +524,13 @@ class StateDB:
                     out[r.doc_id].add(r.chunk_id)
         return out
 
-    def all_chunks(self, crawl: str) -> list[dict[str, Any]]:
-        """Every chunk row of a crawl, in document and position order."""
+    def all_chunks(self, crawl: str, include_dropped: bool = False) -> list[dict[str, Any]]:
+        """Every chunk row of a crawl that belongs in the store (or all, with ``include_dropped``)."""
+        stmt = chunks.select().where(chunks.c.crawl == crawl)
+        if not include_dropped:
+            stmt = stmt.where(chunks.c.dropped.is_(False))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                chunks.select().where(chunks.c.crawl == crawl).order_by(chunks.c.doc_id, chunks.c.position)
-            ).mappings()
+            rows = conn.execute(stmt.order_by(chunks.c.doc_id, chunks.c.position)).mappings()
             return [dict(r) for r in rows]
 
     # -- ledger: commit (only after the store acknowledged) -----------------------------------
@@ -545,7 +575,10 @@ class StateDB:
                     ],
                 )
             if chunk_rows:
-                conn.execute(chunks.insert(), [{"crawl": crawl, "created_at": now, **r} for r in chunk_rows])
+                conn.execute(
+                    chunks.insert(),
+                    [{"crawl": crawl, "created_at": now, "dropped": False, **r} for r in chunk_rows],
+                )
             self._mark_written(conn, target, model_key, written_ids, removed_ids, now)
 
     @staticmethod

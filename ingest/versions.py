@@ -96,12 +96,13 @@ def build_batch(
     rows: list[dict[str, object]] = []
     for d in docs:
         rows.extend(chunk_rows_of(d, chunks_by_doc[d.doc_id]))
+        rows.extend(chunk_rows_of(d, ctx.dropped.pop(d.doc_id, []), dropped=True))
     return rows
 
 
 def finish_build(ctx: RunContext, number: int, chunk_rows: Sequence[dict[str, object]]) -> int:
     """Check the new store holds exactly the expected ids, then cut over; returns the vector count."""
-    expected = {str(r["chunk_id"]) for r in chunk_rows}
+    expected = {str(r["chunk_id"]) for r in chunk_rows if not r["dropped"]}
     have = set(ctx.store.list_ids())
     if have != expected:
         ctx.db.set_version_status(ctx.cfg.name, number, "failed")

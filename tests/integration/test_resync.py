@@ -1,0 +1,249 @@
+"""Re-run semantics (issue: keep the index in sync). Each test edits a local site between runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.ingest import RunFailed, ingest_flow
+from ingest.config import load_crawl
+from ingest.pipeline import live_version_number, version_store
+from ingest.state import StateDB
+from tests.integration.sites import make_site, prose
+
+pytestmark = pytest.mark.slow
+
+
+def _state(crawl: Path) -> tuple[StateDB, object]:
+    cfg = load_crawl(crawl)
+    db = StateDB(cfg.state_url())
+    return db, version_store(cfg, live_version_number(cfg, db))
+
+
+def _ids(store: object) -> set[str]:
+    return set(store.list_ids())  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, serve_dir, write_crawl):  # type: ignore[no-untyped-def]
+    root = tmp_path / "tiny"
+    make_site(root)
+    server = serve_dir(root)
+    crawl = write_crawl(server.url, name="tiny", source={"sitemaps": []})
+    return root, server, crawl
+
+
+def test_one_page_edited(prefect_api, tiny) -> None:  # type: ignore[no-untyped-def]
+    root, _server, crawl = tiny
+    first = ingest_flow(str(crawl))
+    db, store = _state(crawl)
+    before = _ids(store)
+    assert first["vectors_written"] == len(before) > 0
+    # Edit one section of one page.
+    page = root / "rivers.html"
+    page.write_text(
+        page.read_text().replace(
+            "In part 1, sentence 3 about rivers", "In part 1, sentence 3, newly revised, about rivers"
+        )
+    )
+    second = ingest_flow(str(crawl))
+    after = _ids(store)
+    assert second["pages_changed"] == 1 and second["pages_unchanged"] >= 8
+    assert 1 <= second["texts_embedded"] <= 2  # only the chunk(s) whose text changed
+    assert second["vectors_written"] == second["texts_embedded"]
+    assert second["vectors_deleted"] == len(before - after) >= 1
+    rivers = next(p["doc_id"] for p in db.all_pages("tiny") if p["url"].endswith("/rivers.html"))
+    assert {i for i in before if not i.startswith(rivers)} == {i for i in after if not i.startswith(rivers)}
+    assert after == {c["chunk_id"] for c in db.all_chunks("tiny")}
+
+
+def test_repeated_text_is_embedded_once_and_can_be_dropped(
+    prefect_api, tmp_path, serve_dir, write_crawl
+) -> None:  # type: ignore[no-untyped-def]
+    shared = prose("this atlas and its licence", 9, sentences=9)
+    make_site(tmp_path / "s", shared=shared)
+    server = serve_dir(tmp_path / "s")
+    crawl = write_crawl(server.url, name="shared", source={"sitemaps": []})
+    summary = ingest_flow(str(crawl))
+    assert summary["cache_hits"] >= 7  # the shared section: embedded once, reused on 7 more pages
+    assert summary["texts_embedded"] == summary["chunks"] - summary["cache_hits"]
+
+    crawl2 = write_crawl(
+        server.url, name="dropped", source={"sitemaps": []}, dedup={"drop_repeated_chunks": 3}
+    )
+    dropped = ingest_flow(str(crawl2))
+    db, store = _state(crawl2)
+    assert dropped["chunks_dropped_repeated"] >= 8
+    texts = [c["text"] for c in db.all_chunks("dropped")]
+    assert texts and not any("this atlas and its licence" in t for t in texts)
+    assert _ids(store) == {c["chunk_id"] for c in db.all_chunks("dropped")}
+
+
+def test_near_duplicate_pages_are_stored_once(prefect_api, tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "nd"
+    make_site(root, extra_links=["rivers-print.html", "rivers.html?page=1"])
+    html = (root / "rivers.html").read_text()
+    (root / "rivers-print.html").write_text(
+        html.replace("</article>", "<p>Printed from the web edition.</p></article>")
+    )
+    server = serve_dir(root)
+    crawl = write_crawl(server.url, name="neardup", source={"sitemaps": []})
+    summary = ingest_flow(str(crawl))
+    db, store = _state(crawl)
+    pages = {p["url"].removeprefix(server.url): p for p in db.all_pages("neardup")}
+    aliases = {u: p["alias_of"].removeprefix(server.url) for u, p in pages.items() if p["status"] == "alias"}
+    # Two groups of one page each: "/" = "/index.html", and rivers.html = its print copy = ?page=1.
+    # Which member is kept depends on fetch order; every other member is an alias of the kept one.
+    assert summary["pages_duplicate"] == len(aliases) == 3
+    for group in ({"", "index.html"}, {"rivers.html", "rivers-print.html", "rivers.html?page=1"}):
+        kept = [u for u in group if pages[u]["status"] == "live"]
+        assert len(kept) == 1 and all(aliases[u] == kept[0] for u in group - set(kept))
+    for url in aliases:
+        assert store.list_ids(pages[url]["doc_id"] + "#") == []  # type: ignore[attr-defined]
+
+
+def test_gone_and_unseen_pages(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    root, server, crawl = tiny
+    ingest_flow(str(crawl))
+    db, store = _state(crawl)
+    doc = {p["url"].removeprefix(server.url): p["doc_id"] for p in db.all_pages("tiny")}
+    assert store.list_ids(doc["deserts.html"] + "#")  # type: ignore[attr-defined]
+
+    server.overrides["/deserts.html"] = 410  # gone: deleted at once
+    # caves.html is no longer linked from anywhere: unseen, deleted only after sync.delete_after.
+    for path in root.glob("*.html"):
+        path.write_text(path.read_text().replace('<a href="caves.html">caves.html</a>', ""))
+    second = ingest_flow(str(crawl))
+    assert second["pages_gone"] == 1 and second["pages_stale_deleted"] == 0
+    assert store.list_ids(doc["deserts.html"] + "#") == []  # type: ignore[attr-defined]
+    assert store.list_ids(doc["caves.html"] + "#")  # type: ignore[attr-defined]  # within the 7-day grace
+
+    now = write_crawl(server.url, name="tiny", source={"sitemaps": []}, sync={"delete_after": "0s"})
+    third = ingest_flow(str(now))
+    assert third["pages_stale_deleted"] == 1 and third["status"] == "ok"
+    assert store.list_ids(doc["caves.html"] + "#") == []  # type: ignore[attr-defined]
+    assert _ids(store) == {c["chunk_id"] for c in db.all_chunks("tiny")}
+
+
+def test_low_coverage_deletes_nothing_and_is_degraded(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    root, server, crawl = tiny
+    first = ingest_flow(str(crawl))
+    _db, store = _state(crawl)
+    for path in root.glob("*.html"):
+        if path.name != "index.html":
+            server.overrides[f"/{path.name}"] = 503  # the site is mostly down
+    now = write_crawl(server.url, name="tiny", source={"sitemaps": []}, sync={"delete_after": "0s"})
+    second = ingest_flow(str(now))
+    assert second["status"] == "degraded" and "min_coverage" in second["message"]
+    assert second["vectors_deleted"] == 0 and store.count() == first["vectors_written"]  # type: ignore[attr-defined]
+
+
+def _webvec(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    exe = str(Path(sys.executable).with_name("webvec"))
+    return subprocess.Popen(
+        [exe, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_kill_9_mid_run_then_rerun_converges(prefect_api, tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "site"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "bench" / "site", root)
+    server = serve_dir(root)
+    crawl = write_crawl(server.url, name="killed")
+    env = {"PREFECT_API_URL": prefect_api}
+    cfg = load_crawl(crawl)
+    proc = _webvec("run", str(crawl), "--json", env=env)
+    deadline = time.monotonic() + 120
+    # Wait until the run is mid-way: some vectors in the store, not all pages committed.
+    while time.monotonic() < deadline:
+        store = version_store(cfg)
+        if store.count() > 0:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the flow process and its spider subprocess
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    again = _webvec("run", str(crawl), "--json", env=env)
+    _out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err.decode()
+    db, store = _state(crawl)
+    ledger = {c["chunk_id"] for c in db.all_chunks("killed")}
+    in_store = store.list_ids()  # type: ignore[attr-defined]
+    assert len(in_store) == len(set(in_store))  # no duplicate ids
+    assert set(in_store) == ledger  # no orphans, nothing missing
+
+    # The same as a clean run from scratch into another home.
+    clean_env = {**env, "WEBVEC_HOME": str(tmp_path / "clean-home")}
+    clean = _webvec("run", str(crawl), "--json", env=clean_env)
+    clean.communicate(timeout=300)
+    assert clean.returncode == 0
+    clean_db = StateDB(f"sqlite:///{tmp_path / 'clean-home' / 'state.db'}")
+    assert {c["chunk_id"] for c in clean_db.all_chunks("killed")} == ledger
+
+
+def test_two_runs_of_one_crawl_never_interleave(prefect_api, tiny) -> None:  # type: ignore[no-untyped-def]
+    _root, _server, crawl = tiny
+    cfg = load_crawl(crawl)
+    db = StateDB(cfg.state_url())
+    db.acquire_lock("tiny", "someone-else")  # as if another worker were running this crawl
+    with pytest.raises(RunFailed, match="another run of 'tiny' is in progress"):
+        ingest_flow(str(crawl))
+    assert version_store(cfg).count() == 0
+    db.release_lock("tiny", "someone-else")
+    assert ingest_flow(str(crawl))["status"] == "ok"
+
+
+def test_reembed_with_another_model_cuts_over_and_rolls_back(
+    prefect_api, tiny, write_crawl, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from flows.reembed import reembed_flow
+    from ingest.errors import ConfigError
+    from ingest.query import search
+    from ingest.versions import rollback
+    from tests.servers.openai_server import start_openai_server
+
+    _root, server, crawl = tiny
+    original = crawl.read_text()
+    first = ingest_flow(str(crawl))
+    db, v1 = _state(crawl)
+    with start_openai_server() as oai:
+        monkeypatch.setenv("OPENAI_API_KEY", oai.api_key or "test-key")
+        crawl2 = write_crawl(
+            server.url,
+            name="tiny",
+            source={"sitemaps": []},
+            embedder={"kind": "openai", "base_url": oai.base_url},
+        )
+        summary = reembed_flow(str(crawl2))
+        cfg2 = load_crawl(crawl2)
+        live = db.live_version("tiny")
+        assert live is not None and live["version"] == 2 and summary["status"] == "ok"
+        v2 = version_store(cfg2, 2)
+        assert v2.count() == live["vectors"] == len(db.all_chunks("tiny"))
+        assert v1.count() == first["vectors_written"]  # previous version kept
+        assert oai.requests > 0  # re-embedded without a crawl: nothing fetched
+        hits = search(cfg2, "glaciers shape the land", k=3)
+        assert hits and all(h["id"] in set(v2.list_ids()) for h in hits)
+        # An unchanged ingest with the new model writes nothing new.
+        assert ingest_flow(str(crawl2))["vectors_written"] == 0
+        # Roll back: version 1 is live again and pinned, so ingesting with the new model is refused.
+        assert rollback(cfg2, db) == (2, 1)
+        with pytest.raises(RunFailed) as info:
+            ingest_flow(str(crawl2))
+        assert isinstance(info.value.__cause__, ConfigError) and "rolled back" in str(info.value)
+    # With the original embedder, ingest works against version 1 again.
+    crawl.write_text(original)
+    assert ingest_flow(str(crawl))["status"] == "ok"
+    assert db.live_version("tiny")["version"] == 1  # type: ignore[index]
