@@ -66,3 +66,45 @@ def test_unreachable_start_url_fails_cleanly(prefect_api, write_crawl, tmp_path:
     cfg = load_crawl(crawl)
     assert version_store(cfg).count() == 0  # no collection, nothing half-written
     assert StateDB(cfg.state_url()).last_runs("nowhere")[0]["status"] == "failed"
+
+
+def test_ingest_with_openai_and_pinecone(prefect_api, site, write_crawl, monkeypatch, webvec_home) -> None:  # type: ignore[no-untyped-def]
+    from tests.servers.openai_server import start_openai_server
+    from tests.servers.pinecone_server import start_pinecone_server
+
+    oai_key, pc_key = "sk-test-SECRET-0001", "pc-test-SECRET-0002"
+    monkeypatch.setenv("OPENAI_API_KEY", oai_key)
+    monkeypatch.setenv("PINECONE_API_KEY", pc_key)
+    pinecone = start_pinecone_server(api_key=pc_key)
+    try:
+        with start_openai_server(api_key=oai_key) as oai:
+            crawl = write_crawl(
+                site.url,
+                name="cloudy",
+                embedder={"kind": "openai", "base_url": oai.base_url, "max_concurrency": 2},
+                store={"kind": "pinecone", "host": pinecone.url, "index": "cloudy", "namespace": "prod"},
+            )
+            summary = ingest_flow(str(crawl))
+            cfg = load_crawl(crawl)
+            db = StateDB(cfg.state_url())
+            store = version_store(cfg)
+            assert summary["status"] == "ok", summary["message"]
+            assert summary["vectors_written"] == store.count() == len(db.all_chunks("cloudy")) > 0
+            assert summary["target"] == store.target and "/cloudy/prod" in store.target
+            assert oai.ok_requests >= 1 and summary["tokens_embedded"] > 0
+            assert summary["estimated_cost_usd"] == pytest.approx(summary["tokens_embedded"] * 0.02 / 1e6)
+            assert pinecone.upserts() and max(r.vectors for r in pinecone.upserts()) <= 1000
+            right = sum(
+                search(cfg, q["question"], k=3)[0]["url"].endswith(q["expected_path"]) for q in QUESTIONS
+            )
+            assert right >= len(QUESTIONS) // 2  # the test server's vectors are bags of words, not a model
+            again = ingest_flow(str(crawl))
+            assert again["texts_embedded"] == 0 and again["vectors_written"] == 0
+            # Keys come from the environment and appear in no summary, log or ledger row.
+            for key in (oai_key, pc_key):
+                assert key not in json.dumps(summary) and key not in json.dumps(again)
+                for path in webvec_home.rglob("*"):
+                    if path.is_file() and path.suffix in (".log", ".json", ".db"):
+                        assert key.encode() not in path.read_bytes(), path
+    finally:
+        pinecone.stop()

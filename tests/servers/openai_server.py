@@ -212,9 +212,12 @@ def deterministic_vector(text: str, model: str, dim: int, dimensions: int | None
     parts = [_word_features(w, seed, dim) for w in words]
     idx = np.concatenate([p[0] for p in parts])
     val = np.concatenate([p[1] for p in parts])
-    vec = np.bincount(idx, weights=val, minlength=dim)
     if dimensions is not None:
-        vec = vec[:dimensions]
+        # Fold rather than truncate: hashed features are sparse, and a prefix of the full vector
+        # would drop most of them, so shortened vectors would stop reflecting shared words.
+        vec = np.bincount(idx % dimensions, weights=val, minlength=dimensions)
+    else:
+        vec = np.bincount(idx, weights=val, minlength=dim)
     norm = float(np.linalg.norm(vec))
     if norm == 0.0:
         vec = np.zeros_like(vec)
