@@ -175,6 +175,152 @@ def query(
         out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n", highlight=False)
 
 
+def _print_json_or_table(data: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    table = Table(title=title, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            value = "\n".join(
+                ", ".join(f"{k}={v}" for k, v in item.items() if v not in (None, "")) for item in value
+            )
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        table.add_row(key.replace("_", " "), str(value))
+    out.print(table)
+
+
+@app.command()
+def plan(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
+) -> None:
+    """Dry run: what a run would embed, write and delete, and its estimated cost. Writes nothing."""
+    cfg = _load(crawl)
+    _quiet_prefect(False)
+    from flows.ops import plan_crawl
+
+    try:
+        result = plan_crawl(crawl, cfg)
+    except WebvecError as exc:
+        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
+    _print_json_or_table(result, as_json, f"webvec plan: {cfg.name} (dry run, nothing written)")
+
+
+@app.command()
+def verify(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what is found.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Compare the ledger with the live vector store; exit 1 when they differ (and were not repaired)."""
+    cfg = _load(crawl)
+    _quiet_prefect(False)
+    from flows.ops import verify_crawl
+
+    try:
+        report = verify_crawl(cfg, repair=repair)
+    except WebvecError as exc:
+        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
+    _print_json_or_table(report, as_json, f"webvec verify: {cfg.name}")
+    raise typer.Exit(0 if report["ok"] or report["repaired"] else 1)
+
+
+@app.command()
+def status(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object.")] = False,
+) -> None:
+    """Last runs, counts, the live version (the collection/namespace queries must use), what is due."""
+    cfg = _load(crawl)
+    from flows.ops import status_crawl
+
+    try:
+        result = status_crawl(cfg)
+    except WebvecError as exc:
+        raise _fail(str(exc), 1) from None
+    _print_json_or_table(result, as_json, f"webvec status: {cfg.name}")
+
+
+@app.command()
+def reembed(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Build a new version with the configured embedder from stored chunks (no crawl), then switch."""
+    _load(crawl)
+    _quiet_prefect(verbose)
+    from flows.ingest import RunFailed
+    from flows.reembed import reembed_flow
+
+    code = 0
+    try:
+        summary = reembed_flow(crawl)
+    except RunFailed as exc:
+        summary, code = exc.summary.to_dict(), 1
+    except WebvecError as exc:
+        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        out.print(_summary_table(summary))
+    raise typer.Exit(code)
+
+
+@app.command()
+def rollback(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
+    """Make the previous version live again (pinned until `webvec reembed` or a matching config)."""
+    cfg = _load(crawl)
+    from ingest.state import StateDB
+    from ingest.versions import rollback as do_rollback
+
+    db = StateDB(cfg.state_url())
+    run_id = db.start_run(cfg.name, "rollback")
+    try:
+        db.acquire_lock(cfg.name, run_id)
+        try:
+            old, new = do_rollback(cfg, db)
+        finally:
+            db.release_lock(cfg.name, run_id)
+    except WebvecError as exc:
+        db.finish_run(run_id, "failed", {"message": str(exc)})
+        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
+    db.finish_run(run_id, "ok", {"from": old, "to": new})
+    live = db.live_version(cfg.name) or {}
+    out.print(f"{cfg.name}: version {new} is live again (was {old}); queries use {live.get('target')}")
+
+
+@app.command()
+def prune(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    keep_previous: Annotated[
+        bool, typer.Option("--keep-previous", help="Keep the newest previous version.")
+    ] = False,
+) -> None:
+    """Delete the collections/indexes of versions that are not live."""
+    cfg = _load(crawl)
+    from ingest.state import StateDB
+    from ingest.versions import prune as do_prune
+
+    db = StateDB(cfg.state_url())
+    run_id = db.start_run(cfg.name, "prune")
+    try:
+        db.acquire_lock(cfg.name, run_id)
+        try:
+            dropped = do_prune(cfg, db, keep_previous=keep_previous)
+        finally:
+            db.release_lock(cfg.name, run_id)
+    except WebvecError as exc:
+        db.finish_run(run_id, "failed", {"message": str(exc)})
+        raise _fail(str(exc), 1) from None
+    db.finish_run(run_id, "ok", {"dropped": dropped})
+    out.print(f"{cfg.name}: dropped versions {dropped}" if dropped else f"{cfg.name}: nothing to prune")
+
+
 @app.command()
 def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
     """Check a crawl definition; exit 2 with one line naming the problem."""

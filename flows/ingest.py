@@ -73,6 +73,11 @@ def _timed(ctx: RunContext, stage: str, fn: Callable[..., T], *args: Any) -> T:
 
 @task(name="crawl", cache_policy=NO_CACHE)
 def crawl_task(crawl_path: str, run_id: str, urls: list[str] | None = None) -> dict[str, Any]:
+    """Stage 1 as a Prefect task: the spider subprocess, to the end."""
+    return run_spider(crawl_path, run_id, urls)
+
+
+def run_spider(crawl_path: str, run_id: str, urls: list[str] | None = None) -> dict[str, Any]:
     """Run the spider subprocess to the end; returns its stats (``complete``, counts, reason)."""
     logs = webvec_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -319,6 +319,17 @@ class StateDB:
         with self.engine.begin() as conn:
             conn.execute(fetched.delete().where(fetched.c.run_id.in_(older)))
 
+    def delete_fetched(self, run_id: str) -> None:
+        """Drop the pages one run stored (a dry run leaves nothing behind)."""
+        with self.engine.begin() as conn:
+            conn.execute(fetched.delete().where(fetched.c.run_id == run_id))
+
+    def lock_holder(self, crawl: str) -> dict[str, Any] | None:
+        """The lock row of a crawl, if a run holds it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(locks.select().where(locks.c.crawl == crawl)).mappings().first()
+            return dict(row) if row else None
+
     # -- locks ---------------------------------------------------------------------------------
     def acquire_lock(self, crawl: str, run_id: str, stale_after: float = 600.0) -> None:
         """Take the crawl's run lock, or raise RunInProgressError naming the run that holds it.

@@ -1,0 +1,105 @@
+"""Operator commands: plan (dry run), verify [--repair], status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.ingest import ingest_flow
+from flows.ops import plan_crawl, status_crawl, verify_crawl
+from ingest.config import load_crawl
+from ingest.pipeline import version_store
+from ingest.state import StateDB
+from ingest.stores import VectorRecord
+from tests.integration.sites import make_site
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ingested(prefect_api, tmp_path: Path, serve_dir, write_crawl):  # type: ignore[no-untyped-def]
+    root = tmp_path / "ops"
+    make_site(root)
+    server = serve_dir(root)
+    crawl = write_crawl(server.url, name="ops", source={"sitemaps": []})
+    first = ingest_flow(str(crawl))
+    return root, crawl, first
+
+
+def _snapshot(crawl: Path) -> tuple[int, int, int, int]:
+    cfg = load_crawl(crawl)
+    db = StateDB(cfg.state_url())
+    with db.engine.connect() as conn:
+        cache = conn.exec_driver_sql("select count(*) from embeddings").scalar_one()
+        fetched = conn.exec_driver_sql("select count(*) from fetched").scalar_one()
+    return version_store(cfg).count(), len(db.all_chunks("ops")), cache, fetched
+
+
+def test_plan_is_a_dry_run(ingested) -> None:  # type: ignore[no-untyped-def]
+    root, crawl, first = ingested
+    cfg = load_crawl(crawl)
+    before = _snapshot(crawl)
+    plan = plan_crawl(str(crawl), cfg)
+    assert plan["pages_unchanged"] == first["pages_new"] and plan["pages_new"] == plan["pages_changed"] == 0
+    assert plan["texts_to_embed"] == plan["vectors_to_write"] == plan["vectors_to_delete"] == 0
+    page = root / "glaciers.html"
+    page.write_text(
+        page.read_text().replace("In part 2, sentence 1 about glaciers", "In part 2, a new claim about ice")
+    )
+    plan = plan_crawl(str(crawl), cfg)
+    assert plan["pages_changed"] == 1 and plan["texts_to_embed"] == 1 and plan["vectors_to_write"] == 1
+    assert (
+        plan["vectors_to_delete"] == 1 and plan["tokens_to_embed"] > 0 and plan["estimated_cost_usd"] == 0.0
+    )
+    assert _snapshot(crawl) == before  # nothing embedded, written, cached or left in the page store
+    assert ingest_flow(str(crawl))["texts_embedded"] == 1  # the run does what the plan said
+
+
+def test_verify_finds_and_repairs_drift(ingested) -> None:  # type: ignore[no-untyped-def]
+    _root, crawl, first = ingested
+    cfg = load_crawl(crawl)
+    assert verify_crawl(cfg)["ok"]
+    store = version_store(cfg)
+    ids = sorted(store.list_ids())
+    store.delete(ids[:3])  # vectors lost behind the ledger's back
+    store.upsert(
+        [VectorRecord("ffffffffffffffff#0000", np.ones(384, dtype=np.float32) / 384**0.5, {"text": "x"})]
+    )
+    report = verify_crawl(cfg)
+    assert not report["ok"] and report["missing"] == 3 and report["orphans"] == 1
+    assert set(report["examples"]["missing"]) == set(ids[:3])
+    repaired = verify_crawl(cfg, repair=True)
+    assert repaired["repaired"]
+    assert verify_crawl(cfg)["ok"] and sorted(store.list_ids()) == ids
+    assert store.count() == first["vectors_written"]
+
+
+def test_status_and_cli_exit_codes(ingested) -> None:  # type: ignore[no-untyped-def]
+    _root, crawl, first = ingested
+    cfg = load_crawl(crawl)
+    status = status_crawl(cfg)
+    assert status["live_version"]["version"] == 1 and status["store_vectors"] == first["vectors_written"]
+    assert status["pages"]["live"] >= 8 and status["last_runs"][0]["status"] == "ok"
+    assert status["running"] is None
+    exe = str(Path(sys.executable).with_name("webvec"))
+    result = subprocess.run(
+        [exe, "status", str(crawl), "--json"], capture_output=True, text=True, env=os.environ
+    )
+    assert result.returncode == 0 and json.loads(result.stdout)["live_version"]["target"].endswith("/ops")
+    version_store(cfg).delete(sorted(version_store(cfg).list_ids())[:1])
+    result = subprocess.run(
+        [exe, "verify", str(crawl), "--json"], capture_output=True, text=True, env=os.environ
+    )
+    assert result.returncode == 1 and json.loads(result.stdout)["missing"] == 1
+    result = subprocess.run(
+        [exe, "verify", str(crawl), "--repair"], capture_output=True, text=True, env=os.environ
+    )
+    assert result.returncode == 0
+    result = subprocess.run([exe, "rollback", str(crawl)], capture_output=True, text=True, env=os.environ)
+    assert result.returncode == 2 and "no previous version" in result.stderr
