@@ -279,17 +279,12 @@ def rollback(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a 
     from ingest.versions import rollback as do_rollback
 
     db = StateDB(cfg.state_url())
-    run_id = db.start_run(cfg.name, "rollback")
     try:
-        db.acquire_lock(cfg.name, run_id)
-        try:
+        with db.locked_run(cfg.name, "rollback") as result:
             old, new = do_rollback(cfg, db)
-        finally:
-            db.release_lock(cfg.name, run_id)
+            result.update({"from": old, "to": new})
     except WebvecError as exc:
-        db.finish_run(run_id, "failed", {"message": str(exc)})
         raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
-    db.finish_run(run_id, "ok", {"from": old, "to": new})
     live = db.live_version(cfg.name) or {}
     out.print(f"{cfg.name}: version {new} is live again (was {old}); queries use {live.get('target')}")
 
@@ -307,17 +302,12 @@ def prune(
     from ingest.versions import prune as do_prune
 
     db = StateDB(cfg.state_url())
-    run_id = db.start_run(cfg.name, "prune")
     try:
-        db.acquire_lock(cfg.name, run_id)
-        try:
+        with db.locked_run(cfg.name, "prune") as result:
             dropped = do_prune(cfg, db, keep_previous=keep_previous)
-        finally:
-            db.release_lock(cfg.name, run_id)
+            result["dropped"] = dropped
     except WebvecError as exc:
-        db.finish_run(run_id, "failed", {"message": str(exc)})
         raise _fail(str(exc), 1) from None
-    db.finish_run(run_id, "ok", {"dropped": dropped})
     out.print(f"{cfg.name}: dropped versions {dropped}" if dropped else f"{cfg.name}: nothing to prune")
 
 

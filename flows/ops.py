@@ -14,6 +14,7 @@ from ingest.chunking import Chunk
 from ingest.config import CrawlConfig, resolve_crawl_path
 from ingest.pipeline import (
     chunk_documents,
+    chunk_from_ledger,
     document_from_ledger,
     extract_pages,
     make_context,
@@ -139,13 +140,9 @@ def verify_crawl(cfg: CrawlConfig, repair: bool = False) -> dict[str, Any]:
         "repaired": False,
     }
     if repair and not report["ok"]:
-        run_id = ctx.db.start_run(cfg.name, "repair")
-        ctx.db.acquire_lock(cfg.name, run_id)
-        try:
+        with ctx.db.locked_run(cfg.name, "repair") as result:
             _repair(ctx, [chunks[c] for c in [*missing, *wrong_model]], orphans)
-        finally:
-            ctx.db.release_lock(cfg.name, run_id)
-        ctx.db.finish_run(run_id, "ok", report)
+            result.update(report)
         report["repaired"] = True
     return report
 
@@ -167,15 +164,16 @@ def _repair(ctx: Any, rows: list[dict[str, Any]], orphans: list[str]) -> None:
             ctx.db.cache_vectors(ctx.model_key, new)
             vectors.update(new)
         stamp = utcnow().isoformat()
-        records = []
-        for r in rows:
-            chunk = Chunk(
-                r["chunk_id"], r["doc_id"], r["text"], tuple(filter(None, r["heading_path"].split(" > "))),
-                r["position"], r["tokens"], r["text_hash"],
-            )  # fmt: skip
-            records.append(
-                make_record(ctx, document_from_ledger(pages[r["url"]]), chunk, vectors[r["text_hash"]], stamp)
+        records = [
+            make_record(
+                ctx,
+                document_from_ledger(pages[r["url"]]),
+                chunk_from_ledger(r),
+                vectors[r["text_hash"]],
+                stamp,
             )
+            for r in rows
+        ]
         ctx.store.upsert(records)
     ctx.db.mark_written(ctx.store.target, ctx.model_key, [r["chunk_id"] for r in rows], orphans)
 

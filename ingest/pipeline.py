@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
-from ingest.chunking import Chunk, chunk_markdown
+from ingest.chunking import HEADING_SEPARATOR, Chunk, chunk_markdown
 from ingest.config import CrawlConfig
 from ingest.dedup import NearDuplicateIndex, simhash
 from ingest.embedders import Embedder, make_embedder
@@ -375,6 +376,14 @@ def document_from_ledger(row: dict[str, object]) -> Document:
         title=row["title"] if isinstance(row["title"], str) else None,
         canonical=row["canonical_url"] if isinstance(row["canonical_url"], str) else None,
         content_hash=str(row["content_hash"] or ""),
+    )
+
+
+def chunk_from_ledger(row: dict[str, Any]) -> Chunk:
+    """Rebuild a Chunk from its ledger row."""
+    path = tuple(p for p in str(row["heading_path"]).split(HEADING_SEPARATOR) if p)
+    return Chunk(
+        row["chunk_id"], row["doc_id"], row["text"], path, row["position"], row["tokens"], row["text_hash"]
     )
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -330,6 +331,28 @@ class StateDB:
             row = conn.execute(locks.select().where(locks.c.crawl == crawl)).mappings().first()
             return dict(row) if row else None
 
+    @contextmanager
+    def locked_run(self, crawl: str, kind: str) -> Iterator[dict[str, Any]]:
+        """A recorded run that holds the crawl's lock: yields a dict the body fills with its result.
+
+        The run is recorded ``ok`` with that dict, or ``failed`` with the error; a run that cannot
+        take the lock is recorded failed and RunInProgressError propagates.
+        """
+        run_id = self.start_run(crawl, kind)
+        result: dict[str, Any] = {}
+        try:
+            self.acquire_lock(crawl, run_id)
+            try:
+                yield result
+            finally:
+                self.release_lock(crawl, run_id)
+        except Exception as exc:
+            self.finish_run(
+                run_id, "failed", {"message": str(exc).splitlines()[0] if str(exc) else repr(exc)}
+            )
+            raise
+        self.finish_run(run_id, "ok", result)
+
     # -- locks ---------------------------------------------------------------------------------
     def acquire_lock(self, crawl: str, run_id: str, stale_after: float = 600.0) -> None:
         """Take the crawl's run lock, or raise RunInProgressError naming the run that holds it.
@@ -419,19 +442,23 @@ class StateDB:
                 .values(status=status, **values)
             )
 
+    @staticmethod
+    def _switch_live(conn: sa.Connection, crawl: str, version: int, pinned: bool, **values: Any) -> None:
+        conn.execute(
+            versions.update()
+            .where(versions.c.crawl == crawl, versions.c.status == "live")
+            .values(status="previous", pinned=False)
+        )
+        conn.execute(
+            versions.update()
+            .where(versions.c.crawl == crawl, versions.c.version == version)
+            .values(status="live", pinned=pinned, activated_at=utcnow(), **values)
+        )
+
     def activate_version(self, crawl: str, version: int, pinned: bool = False) -> None:
         """Make ``version`` live and the live one previous, in one transaction (the cut-over)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                versions.update()
-                .where(versions.c.crawl == crawl, versions.c.status == "live")
-                .values(status="previous", pinned=False)
-            )
-            conn.execute(
-                versions.update()
-                .where(versions.c.crawl == crawl, versions.c.version == version)
-                .values(status="live", pinned=pinned, activated_at=utcnow())
-            )
+            self._switch_live(conn, crawl, version, pinned)
 
     def cut_over(
         self,
@@ -448,16 +475,7 @@ class StateDB:
         target's ids are recorded."""
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
-                versions.update()
-                .where(versions.c.crawl == crawl, versions.c.status == "live")
-                .values(status="previous", pinned=False)
-            )
-            conn.execute(
-                versions.update()
-                .where(versions.c.crawl == crawl, versions.c.version == version)
-                .values(status="live", pinned=False, activated_at=now, vectors=vectors)
-            )
+            self._switch_live(conn, crawl, version, False, vectors=vectors)
             conn.execute(chunks.delete().where(chunks.c.crawl == crawl))
             if chunk_rows:
                 conn.execute(

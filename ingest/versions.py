@@ -19,6 +19,7 @@ from ingest.errors import ConfigError, PermanentError
 from ingest.pipeline import (
     RunContext,
     chunk_documents,
+    chunk_from_ledger,
     chunk_rows_of,
     document_from_ledger,
     embed_chunks,
@@ -138,16 +139,16 @@ def refresh_old_vectors(ctx: RunContext, max_age: timedelta, now: datetime | Non
     vectors = ctx.embedder.embed([texts[h] for h in hashes])
     fresh = {h: vectors[i] for i, h in enumerate(hashes)}
     ctx.db.cache_vectors(ctx.model_key, fresh, replace=True)
-    from ingest.chunking import Chunk
-
-    records = []
-    for r in rows:
-        doc = document_from_ledger(pages[r["url"]])
-        chunk = Chunk(
-            r["chunk_id"], r["doc_id"], r["text"], tuple(filter(None, str(r["heading_path"]).split(" > "))),
-            r["position"], r["tokens"], r["text_hash"],
-        )  # fmt: skip
-        records.append(make_record(ctx, doc, chunk, fresh[r["text_hash"]], now.isoformat()))
+    records = [
+        make_record(
+            ctx,
+            document_from_ledger(pages[r["url"]]),
+            chunk_from_ledger(r),
+            fresh[r["text_hash"]],
+            now.isoformat(),
+        )
+        for r in rows
+    ]
     ctx.store.upsert(records)
     ctx.db.mark_written(ctx.store.target, ctx.model_key, [r["chunk_id"] for r in rows], [])
     ctx.summary.texts_embedded += len(hashes)
