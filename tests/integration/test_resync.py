@@ -247,3 +247,20 @@ def test_reembed_with_another_model_cuts_over_and_rolls_back(
     crawl.write_text(original)
     assert ingest_flow(str(crawl))["status"] == "ok"
     assert db.live_version("tiny")["version"] == 1  # type: ignore[index]
+
+
+def test_reembed_max_age_refreshes_old_vectors_in_place(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    from flows.reembed import reembed_flow
+
+    _root, server, crawl = tiny
+    first = ingest_flow(str(crawl))
+    db, store = _state(crawl)
+    before = db.written_at(store.target)  # type: ignore[attr-defined]
+    assert reembed_flow(str(crawl))["texts_embedded"] == 0  # same model, no max_age: nothing to do
+    aged = write_crawl(server.url, name="tiny", source={"sitemaps": []}, reembed={"max_age": "0s"})
+    summary = reembed_flow(str(aged))
+    assert summary["vectors_written"] == first["vectors_written"] == store.count()  # type: ignore[attr-defined]
+    assert 0 < summary["texts_embedded"] <= first["vectors_written"]
+    after = db.written_at(store.target)  # type: ignore[attr-defined]
+    assert set(after) == set(before) and all(after[i] > before[i] for i in before)
+    assert db.live_version("tiny")["version"] == 1  # type: ignore[index]  # in place, no new version
