@@ -312,6 +312,27 @@ def prune(
 
 
 @app.command()
+def deployments(
+    write: Annotated[
+        bool, typer.Option("--write", help="Write prefect.yaml instead of printing it.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if prefect.yaml differs from crawls/.")
+    ] = False,
+) -> None:
+    """Render prefect.yaml from crawls/*.yaml: ingest/<crawl> and reembed/<crawl> on their crons,
+    backfill/<crawl> on demand, all on the `webvec` process work pool with concurrency 1."""
+    from flows.deployments import main as render_main
+
+    args = [*(["--write"] if write else []), *(["--check"] if check else [])]
+    try:
+        code = render_main(args)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
     """Check a crawl definition; exit 2 with one line naming the problem."""
     cfg = _load(crawl)

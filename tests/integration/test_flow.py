@@ -46,6 +46,17 @@ def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, w
         right += hits[0]["url"].endswith(q["expected_path"])
     assert right >= len(QUESTIONS) - 2, f"{right}/{len(QUESTIONS)} questions answered by the expected page"
 
+    # The summary is published as a Prefect markdown artifact.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["webvec-ingest-sample"]))
+        )
+    assert artifacts and artifacts[0].type == "markdown"
+    assert f"| vectors written / deleted | {summary['vectors_written']} / 0 |" in str(artifacts[0].data)
+
     # Nothing changed on the site: nothing embedded, nothing written, nothing deleted.
     again = ingest_flow(str(crawl))
     assert again["status"] == "ok"
