@@ -46,7 +46,9 @@ def _edit_pages(root: Path, fraction: float, seed: int = 7) -> list[str]:
             f"<p>Benchmark edit {i}: this paragraph was added between runs to measure how an incremental "
             f"re-crawl handles a small change to one page among many.</p>"
         )
-        idx = html.rfind("</p>")
+        # After the first paragraph that follows the page's <h1>: inside the main text, where an
+        # edit matters (a paragraph added to the footer is boilerplate and rightly ignored).
+        idx = html.find("</p>", max(0, html.find("<h1")))
         html = (
             html[: idx + 4] + para + html[idx + 4 :]
             if idx >= 0
