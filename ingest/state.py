@@ -539,14 +539,16 @@ class StateDB:
 
     # -- ledger: chunks -----------------------------------------------------------------------
     def chunk_ids_by_doc(self, crawl: str, doc_ids: Iterable[str]) -> dict[str, set[str]]:
-        """Chunk ids the ledger holds for each document."""
+        """Ids of each document's chunks that belong in the store (dropped repeats excluded)."""
         ids = list(doc_ids)
         out: dict[str, set[str]] = {d: set() for d in ids}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
                 rows = conn.execute(
                     sa.select(chunks.c.doc_id, chunks.c.chunk_id).where(
-                        chunks.c.crawl == crawl, chunks.c.doc_id.in_(ids[i : i + 500])
+                        chunks.c.crawl == crawl,
+                        chunks.c.doc_id.in_(ids[i : i + 500]),
+                        chunks.c.dropped.is_(False),
                     )
                 )
                 for r in rows:
