@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import flow, task
@@ -290,8 +289,3 @@ def _delete_stale(ctx: RunContext, seen: set[str]) -> None:
     if stale.to_delete:
         delete_pages(ctx, stale.to_delete, "stale")
         ctx.summary.pages_stale_deleted += len(stale.to_delete)
-
-
-def crawl_file(crawl: str) -> Path:
-    """Absolute path of a crawl definition (for deployments and the CLI)."""
-    return resolve_crawl_path(crawl).resolve()

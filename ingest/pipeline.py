@@ -296,9 +296,10 @@ class Written:
     removed_ids: list[str]
 
 
-def _record(
+def make_record(
     ctx: RunContext, doc: Document, chunk: Chunk, vector: np.ndarray, crawled_at: str
 ) -> VectorRecord:
+    """The store record of one chunk: its id, vector, and flat metadata with the text."""
     meta: dict[str, str | int | float | bool] = {
         "url": doc.url,
         "doc_id": doc.doc_id,
@@ -337,7 +338,7 @@ def write_documents(
         for chunk in chunks_by_doc[doc.doc_id]:
             written_ids.append(chunk.id)
             if already.get(chunk.id) != ctx.model_key:
-                records.append(_record(ctx, doc, chunk, embedded.vectors[chunk.text_hash], stamp))
+                records.append(make_record(ctx, doc, chunk, embedded.vectors[chunk.text_hash], stamp))
         in_store = set(ctx.store.list_ids(doc_prefix(doc.doc_id)))
         removed.extend(sorted(in_store - new_ids))
     if records:
@@ -385,13 +386,6 @@ def chunk_from_ledger(row: dict[str, Any]) -> Chunk:
     return Chunk(
         row["chunk_id"], row["doc_id"], row["text"], path, row["position"], row["tokens"], row["text_hash"]
     )
-
-
-def make_record(
-    ctx: RunContext, doc: Document, chunk: Chunk, vector: np.ndarray, crawled_at: str
-) -> VectorRecord:
-    """The store record of one chunk."""
-    return _record(ctx, doc, chunk, vector, crawled_at)
 
 
 def commit_documents(
