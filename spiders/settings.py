@@ -30,6 +30,11 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.25
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+# The same algorithm, except that a 304 may lower the delay like a 200 (see spiders/extensions.py).
+EXTENSIONS = {
+    "scrapy.extensions.throttle.AutoThrottle": None,
+    "spiders.extensions.ConditionalAutoThrottle": 0,
+}
 
 RETRY_ENABLED = True
 RETRY_TIMES = 2
