@@ -14,16 +14,15 @@ from ingest.chunking import Chunk
 from ingest.config import CrawlConfig, resolve_crawl_path
 from ingest.pipeline import (
     chunk_documents,
-    chunk_from_ledger,
-    document_from_ledger,
     extract_pages,
     make_context,
-    make_record,
     plan_batch,
+    rewrite_chunks,
 )
 from ingest.state import StateDB, utcnow
 from ingest.summary import RunSummary
 from ingest.sync import plan_stale
+from ingest.versions import metric_of
 
 
 def plan_crawl(crawl: str, cfg: CrawlConfig) -> dict[str, Any]:
@@ -150,32 +149,10 @@ def verify_crawl(cfg: CrawlConfig, repair: bool = False) -> dict[str, Any]:
 def _repair(ctx: Any, rows: list[dict[str, Any]], orphans: list[str]) -> None:
     if orphans:
         ctx.store.delete(orphans)
+        ctx.db.mark_written(ctx.store.target, ctx.model_key, [], orphans)
     if rows:
-        ctx.store.ensure(
-            ctx.embedder.dimension, "cosine" if ctx.cfg.store.kind == "chroma" else ctx.cfg.store.metric
-        )
-        pages = {p["url"]: p for p in ctx.db.all_pages(ctx.cfg.name)}
-        texts = {r["text_hash"]: r["text"] for r in rows}
-        vectors = ctx.db.cached_vectors(ctx.model_key, list(texts))
-        todo = [h for h in texts if h not in vectors]
-        if todo:
-            fresh = ctx.embedder.embed([texts[h] for h in todo])
-            new = {h: fresh[i] for i, h in enumerate(todo)}
-            ctx.db.cache_vectors(ctx.model_key, new)
-            vectors.update(new)
-        stamp = utcnow().isoformat()
-        records = [
-            make_record(
-                ctx,
-                document_from_ledger(pages[r["url"]]),
-                chunk_from_ledger(r),
-                vectors[r["text_hash"]],
-                stamp,
-            )
-            for r in rows
-        ]
-        ctx.store.upsert(records)
-    ctx.db.mark_written(ctx.store.target, ctx.model_key, [r["chunk_id"] for r in rows], orphans)
+        ctx.store.ensure(ctx.embedder.dimension, metric_of(ctx.cfg))
+        rewrite_chunks(ctx, rows)
 
 
 def status_crawl(cfg: CrawlConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ingest.dedup import NearDuplicateIndex, simhash
 from ingest.embedders import Embedder, make_embedder
 from ingest.extract import Document, Skip, extract
 from ingest.ids import doc_prefix, model_key
-from ingest.state import FetchedPage, StateDB
+from ingest.state import FetchedPage, StateDB, utcnow
 from ingest.stores import VectorRecord, VectorStore, make_store
 from ingest.summary import RunSummary
 from ingest.sync import ChangeSet, plan
@@ -386,6 +386,38 @@ def chunk_from_ledger(row: dict[str, Any]) -> Chunk:
     return Chunk(
         row["chunk_id"], row["doc_id"], row["text"], path, row["position"], row["tokens"], row["text_hash"]
     )
+
+
+def rewrite_chunks(ctx: RunContext, rows: Sequence[dict[str, Any]], *, bypass_cache: bool = False) -> int:
+    """Write ledger chunks to the store again and record them as written under the current model.
+
+    Vectors come from the embedding cache (embedding only what it lacks), or, with
+    ``bypass_cache``, are all embedded afresh and replace the cached ones. Returns records written.
+    """
+    if not rows:
+        return 0
+    pages = {p["url"]: p for p in ctx.db.all_pages(ctx.cfg.name)}
+    texts = {r["text_hash"]: r for r in rows}
+    vectors = {} if bypass_cache else ctx.db.cached_vectors(ctx.model_key, list(texts))
+    todo = [h for h in texts if h not in vectors]
+    if todo:
+        fresh = ctx.embedder.embed([texts[h]["text"] for h in todo])
+        new = {h: fresh[i] for i, h in enumerate(todo)}
+        ctx.db.cache_vectors(ctx.model_key, new, replace=bypass_cache)
+        vectors.update(new)
+        ctx.summary.texts_embedded += len(todo)
+        ctx.summary.tokens_embedded += sum(int(texts[h]["tokens"]) for h in todo)
+    stamp = utcnow().isoformat()
+    records = [
+        make_record(
+            ctx, document_from_ledger(pages[r["url"]]), chunk_from_ledger(r), vectors[r["text_hash"]], stamp
+        )
+        for r in rows
+    ]
+    ctx.store.upsert(records)
+    ctx.db.mark_written(ctx.store.target, ctx.model_key, [r["chunk_id"] for r in rows], [])
+    ctx.summary.vectors_written += len(records)
+    return len(records)
 
 
 def commit_documents(

@@ -19,12 +19,12 @@ from ingest.errors import ConfigError, PermanentError
 from ingest.pipeline import (
     RunContext,
     chunk_documents,
-    chunk_from_ledger,
     chunk_rows_of,
     document_from_ledger,
     embed_chunks,
     make_context,
     make_record,
+    rewrite_chunks,
     version_store,
 )
 from ingest.state import StateDB, utcnow
@@ -133,28 +133,7 @@ def refresh_old_vectors(ctx: RunContext, max_age: timedelta, now: datetime | Non
     if not due:
         return 0
     rows = [r for r in ctx.db.all_chunks(ctx.cfg.name) if r["chunk_id"] in due]
-    pages = {r["url"]: r for r in ctx.db.all_pages(ctx.cfg.name)}
-    texts = {r["text_hash"]: r["text"] for r in rows}
-    hashes = list(texts)
-    vectors = ctx.embedder.embed([texts[h] for h in hashes])
-    fresh = {h: vectors[i] for i, h in enumerate(hashes)}
-    ctx.db.cache_vectors(ctx.model_key, fresh, replace=True)
-    records = [
-        make_record(
-            ctx,
-            document_from_ledger(pages[r["url"]]),
-            chunk_from_ledger(r),
-            fresh[r["text_hash"]],
-            now.isoformat(),
-        )
-        for r in rows
-    ]
-    ctx.store.upsert(records)
-    ctx.db.mark_written(ctx.store.target, ctx.model_key, [r["chunk_id"] for r in rows], [])
-    ctx.summary.texts_embedded += len(hashes)
-    ctx.summary.tokens_embedded += sum(r["tokens"] for r in rows)
-    ctx.summary.vectors_written += len(records)
-    return len(records)
+    return rewrite_chunks(ctx, rows, bypass_cache=True)
 
 
 def rollback(cfg: CrawlConfig, db: StateDB) -> tuple[int, int]:
