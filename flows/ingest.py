@@ -62,7 +62,8 @@ class RunFailed(WebvecError):
         self.summary = summary
 
 
-def _timed(ctx: RunContext, stage: str, fn: Callable[..., T], *args: Any) -> T:
+def timed(ctx: RunContext, stage: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)``, adding its duration to the summary's time for ``stage``."""
     start = time.perf_counter()
     try:
         return fn(*args)
@@ -99,25 +100,25 @@ def run_spider(crawl_path: str, run_id: str, urls: list[str] | None = None) -> d
 @task(name="extract", cache_policy=NO_CACHE)
 def extract_task(ctx: RunContext, pages: list[FetchedPage]) -> Extracted:
     """Stage 2: HTML → documents."""
-    return _timed(ctx, "extract", extract_pages, pages)
+    return timed(ctx, "extract", extract_pages, pages)
 
 
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(ctx: RunContext, extracted: Extracted) -> ChangeSet:
     """Stage 3: new / changed / unchanged / gone against the ledger."""
-    return _timed(ctx, "plan", plan_batch, ctx, extracted)
+    return timed(ctx, "plan", plan_batch, ctx, extracted)
 
 
 @task(name="chunk", cache_policy=NO_CACHE)
 def chunk_task(ctx: RunContext, docs: list[Document]) -> dict[str, list[Chunk]]:
     """Stage 4: token-aware chunks."""
-    return _timed(ctx, "chunk", chunk_documents, ctx, docs)
+    return timed(ctx, "chunk", chunk_documents, ctx, docs)
 
 
 @task(name="embed", cache_policy=NO_CACHE)
 def embed_task(ctx: RunContext, chunks: list[Chunk]) -> Embedded:
     """Stage 5: embed what the cache lacks."""
-    return _timed(ctx, "embed", embed_chunks, ctx, chunks)
+    return timed(ctx, "embed", embed_chunks, ctx, chunks)
 
 
 @task(name="write", cache_policy=NO_CACHE)
@@ -125,7 +126,7 @@ def write_task(
     ctx: RunContext, docs: list[Document], chunks: dict[str, list[Chunk]], embedded: Embedded, at: datetime
 ) -> Written:
     """Stage 6: upsert, then delete stale ids."""
-    return _timed(ctx, "write", write_documents, ctx, docs, chunks, embedded, at)
+    return timed(ctx, "write", write_documents, ctx, docs, chunks, embedded, at)
 
 
 @task(name="commit", cache_policy=NO_CACHE)
@@ -138,7 +139,7 @@ def commit_task(
     at: datetime,
 ) -> None:
     """Stage 7: the ledger, after the store acknowledged."""
-    _timed(ctx, "commit", commit_documents, ctx, docs, chunks, written, validators, at)
+    timed(ctx, "commit", commit_documents, ctx, docs, chunks, written, validators, at)
 
 
 # Skip reasons that mean the page itself now has nothing to index (not a passing failure).
@@ -274,10 +275,8 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
 
 def _delete_stale(ctx: RunContext, seen: set[str]) -> None:
     """Delete pages a complete crawl no longer reaches, once unseen for ``sync.delete_after``."""
-    live = {r["url"]: r["last_seen"] for r in ctx.db.all_pages(ctx.cfg.name) if r["status"] == "live"}
-    live = {u: (t if t.tzinfo else t.replace(tzinfo=utcnow().tzinfo)) for u, t in live.items()}
     stale = plan_stale(
-        live,
+        ctx.db.live_last_seen(ctx.cfg.name),
         seen,
         complete=ctx.summary.crawl_complete,
         now=utcnow(),

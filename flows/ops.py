@@ -19,7 +19,7 @@ from ingest.pipeline import (
     plan_batch,
     rewrite_chunks,
 )
-from ingest.state import StateDB, utcnow
+from ingest.state import StateDB, as_utc, utcnow
 from ingest.summary import RunSummary
 from ingest.sync import plan_stale
 from ingest.versions import metric_of
@@ -73,9 +73,8 @@ def plan_crawl(crawl: str, cfg: CrawlConfig) -> dict[str, Any]:
             gone_rows = ctx.db.pages_by_url(cfg.name, changes.gone)
             gone_ids = ctx.db.chunk_ids_by_doc(cfg.name, [r["doc_id"] for r in gone_rows.values()])
             vectors_to_delete += sum(len(v) for v in gone_ids.values())
-        live = {r["url"]: r["last_seen"] for r in ctx.db.all_pages(cfg.name) if r["status"] == "live"}
         stale = plan_stale(
-            {u: (t if t.tzinfo else t.replace(tzinfo=utcnow().tzinfo)) for u, t in live.items()},
+            ctx.db.live_last_seen(cfg.name),
             seen,
             complete=bool(stats.get("complete")),
             now=utcnow(),
@@ -173,9 +172,8 @@ def status_crawl(cfg: CrawlConfig) -> dict[str, Any]:
         (r for r in runs if r["kind"] == "ingest" and (r["summary"] or {}).get("crawl_complete")), None
     )
     if last_complete:
-        started = last_complete["started_at"]
-        started = started if started.tzinfo else started.replace(tzinfo=now.tzinfo)
-        unseen = [p for p in pages if p["status"] == "live" and _aware(p["last_seen"]) < started]
+        started = as_utc(last_complete["started_at"])
+        unseen = [t for t in db.live_last_seen(cfg.name).values() if started and t < started]
         due["pages_unseen_awaiting_deletion"] = len(unseen)
     if live and cfg.reembed.max_age:
         written_at = db.written_at(str(live["target"]))
@@ -216,14 +214,8 @@ def status_crawl(cfg: CrawlConfig) -> dict[str, Any]:
     }
 
 
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
-    return _aware(value).isoformat(timespec="seconds") if value else None
+    return as_utc(value).isoformat(timespec="seconds") if value else None
 
 
 def _version_view(v: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -253,4 +245,4 @@ def _next_cron(expr: str | None, now: datetime) -> str | None:
         from cronsim import CronSim
     except ImportError:
         return None
-    return _aware(next(CronSim(expr, now.replace(tzinfo=None)))).isoformat(timespec="minutes")
+    return as_utc(next(CronSim(expr, now.replace(tzinfo=None)))).isoformat(timespec="minutes")

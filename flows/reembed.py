@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.ingest import BATCH_PAGES, RunFailed, publish
+from flows.ingest import BATCH_PAGES, RunFailed, publish, timed
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.pipeline import RunContext, make_context
 from ingest.state import StateDB, utcnow
@@ -24,11 +24,7 @@ from ingest.versions import build_batch, finish_build, refresh_old_vectors, star
 @task(name="reembed-batch", cache_policy=NO_CACHE)
 def reembed_batch_task(ctx: RunContext, rows: list[dict[str, Any]], at: Any) -> list[dict[str, object]]:
     """Chunk, embed and write one batch of pages into the version being built."""
-    start = time.perf_counter()
-    try:
-        return build_batch(ctx, rows, at)
-    finally:
-        ctx.summary.add_time("embed+write", time.perf_counter() - start)
+    return timed(ctx, "embed+write", build_batch, ctx, rows, at)
 
 
 def rebuild_version(cfg: CrawlConfig, db: StateDB, summary: RunSummary) -> int:

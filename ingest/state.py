@@ -160,8 +160,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands datetimes back naive; everything we store is UTC.
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored datetime as aware UTC (SQLite hands them back naive; everything stored is UTC)."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
@@ -179,7 +179,7 @@ def _lock_is_stale(row: Any, now: datetime, stale_after: float) -> bool:
             return True  # the holder died (kill -9) without releasing
         except PermissionError:
             pass
-    heartbeat = _aware(row["heartbeat_at"]) or now
+    heartbeat = as_utc(row["heartbeat_at"]) or now
     return (now - heartbeat).total_seconds() > stale_after
 
 
@@ -299,7 +299,7 @@ class StateDB:
                     url=r["url"],
                     final_url=r["final_url"],
                     status=r["status"],
-                    fetched_at=_aware(r["fetched_at"]) or utcnow(),
+                    fetched_at=as_utc(r["fetched_at"]) or utcnow(),
                     content_type=r["content_type"],
                     etag=r["etag"],
                     last_modified=r["last_modified"],
@@ -373,7 +373,7 @@ class StateDB:
                 if not _lock_is_stale(row, now, stale_after):
                     raise RunInProgressError(
                         f"another run of {crawl!r} is in progress (run {row['run_id']}, {row['owner']}, "
-                        f"since {_aware(row['acquired_at']):%Y-%m-%d %H:%M:%S} UTC); wait for it to finish"
+                        f"since {as_utc(row['acquired_at']):%Y-%m-%d %H:%M:%S} UTC); wait for it to finish"
                     )
                 conn.execute(locks.delete().where(locks.c.crawl == crawl, locks.c.run_id == row["run_id"]))
             try:
@@ -531,6 +531,16 @@ class StateDB:
                 ).mappings()
                 out.update({r["url"]: dict(r) for r in rows})
         return out
+
+    def live_last_seen(self, crawl: str) -> dict[str, datetime]:
+        """URL → last_seen (aware UTC) of every live page, for stale-page planning."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pages.c.url, pages.c.last_seen).where(
+                    pages.c.crawl == crawl, pages.c.status == "live"
+                )
+            )
+            return {r.url: as_utc(r.last_seen) or utcnow() for r in rows}
 
     def all_pages(self, crawl: str) -> list[dict[str, Any]]:
         """Every ledger row of a crawl."""
@@ -768,7 +778,7 @@ class StateDB:
             rows = conn.execute(
                 sa.select(written.c.chunk_id, written.c.written_at).where(written.c.target == target)
             )
-            return {r.chunk_id: _aware(r.written_at) or utcnow() for r in rows}
+            return {r.chunk_id: as_utc(r.written_at) or utcnow() for r in rows}
 
     def written_ids(self, target: str) -> dict[str, str]:
         """chunk_id → model_key of everything the ledger says is in ``target``."""
