@@ -6,7 +6,9 @@ Three runs on one corpus (a private copy, so pages can be edited between runs):
   3. edited re-run      ~1% of pages get a new paragraph: only their new chunks are embedded
 
 Prints pages/s and chunks/s per stage and end to end, texts embedded and vectors written per run,
-and the peak memory of the process that runs the flow.
+and the peak memory of the process that runs them. Then the start-up figures of the CLI as a user
+runs it (a fresh process each time, no Prefect server): `webvec validate`, `status`, `query` and an
+unchanged `webvec run`, the median of a few tries each (``--cli-tries``; 0 skips them).
 
   python -m bench.run [--site FOLDER] [--max-pages N] [--embedder local|openai-server]
                       [--latency-ms 200] [--tpm 1000000] [--json FILE]
@@ -61,7 +63,7 @@ def _edit_pages(root: Path, fraction: float, seed: int = 7) -> list[str]:
 
 def _rates(summary: dict[str, Any]) -> dict[str, Any]:
     st = summary["stage_seconds"]
-    pages = summary["pages_fetched"] + summary["pages_not_modified"]
+    pages = summary["pages_fetched"]
     chunks = summary["chunks"]
     out: dict[str, Any] = {}
     for stage in ("crawl", "extract"):
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=200, help="openai-server: latency per request")
     parser.add_argument("--tpm", type=int, default=1_000_000, help="openai-server: tokens/min cap")
     parser.add_argument("--edit-fraction", type=float, default=0.01)
+    parser.add_argument("--cli-tries", type=int, default=3, help="tries per CLI start-up figure (0: none)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copytree(args.site, site, symlinks=False, ignore_dangling_symlinks=True)
 
     from bench.serve import StaticServer
-    from flows.ingest import ingest_flow
+    from ingest.run import run_ingest
+    from spiders.process import SpiderCrawler
 
     server = StaticServer(site).start()
     extra_server = None
@@ -132,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             if label == "edited_rerun":
                 results["edited_pages"] = _edit_pages(site, args.edit_fraction)
             started = time.perf_counter()
-            summary = ingest_flow(str(crawl_path))
+            summary = run_ingest(crawl_path, SpiderCrawler()).to_dict()
             wall = time.perf_counter() - started
             results[label] = {
                 "wall_s": round(wall, 2),
-                "pages": summary["pages_fetched"] + summary["pages_not_modified"],
+                "pages": summary["pages_fetched"],
                 "chunks": summary["chunks"],
                 "texts_embedded": summary["texts_embedded"],
                 "vectors_written": summary["vectors_written"],
@@ -162,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         # The flow process holds the model, the store client and the batches. (The spider's own peak
         # cannot be read from RUSAGE_CHILDREN: a forked child counts the parent's pages until exec.)
         results["peak_rss_mb_flow_process"] = round(_peak_mb(resource.RUSAGE_SELF))
+        if args.cli_tries:
+            from bench.startup import cli_startup
+
+            results["cli_seconds"] = cli_startup(crawl_path, args.cli_tries)
+            print(f"cli_seconds: {json.dumps(results['cli_seconds'])}", flush=True)
     finally:
         server.stop()
         if extra_server is not None:

@@ -1,6 +1,10 @@
-"""The ``webvec`` command: run, query, validate and list crawl definitions.
+"""The ``webvec`` command: run, plan, query, status, report, verify, and the crawl definitions.
 
 Exit codes: 0 success, 1 a run failed (summary still printed), 2 bad input (one line on stderr).
+
+Without ``PREFECT_API_URL`` the runs happen right here, in this process: no Prefect server is started
+for them (a temporary one costs seconds). With it, ``run`` and ``reembed`` go through the Prefect
+flows, so they show up in the Prefect UI; deployments always do.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,14 +23,25 @@ from ingest.config import CrawlConfig, crawls_dir, list_crawls, load_crawl
 from ingest.errors import ConfigError, WebvecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Turn websites into a vector database.")
-out = Console()
-err = Console(stderr=True)
 
 
-def _quiet_prefect(verbose: bool) -> None:
-    # Set before Prefect is imported: its logs and the temporary-server banner go to stderr, but a
-    # plain run should show the progress bars and the summary, not Prefect's chatter.
+def _console(stderr: bool = False) -> Console:
+    # When the output is not a terminal (a pipe, a file, CI), rich assumes 80 columns and would cut
+    # tables and wrap error lines; nothing needs wrapping there.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 10_000
+    return Console(stderr=stderr, width=width, soft_wrap=width is not None)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def _quiet(verbose: bool = False) -> None:
+    # Set before Prefect or transformers are imported: their logs, banners and telemetry notices
+    # would print into the progress display; a plain run shows the bars and the summary.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     # A failed run is reported by our own summary and one line; Prefect would add a traceback.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,9 +49,17 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _use_prefect() -> bool:
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     return typer.Exit(code)
+
+
+def _code(exc: WebvecError) -> int:
+    return 2 if isinstance(exc, ConfigError) else 1
 
 
 def _load(crawl: str) -> CrawlConfig:
@@ -45,50 +69,34 @@ def _load(crawl: str) -> CrawlConfig:
         raise _fail(str(exc)) from None
 
 
+def _preflight(cfg: CrawlConfig) -> None:
+    """Configuration problems that need the environment (DNS, keys) stop a run before it starts."""
+    try:
+        from ingest.preflight import preflight
+    except ImportError:  # pragma: no cover - until the preflight module lands
+        return
+    for problem in preflight(cfg):
+        if problem.error:
+            raise _fail(str(problem))
+        err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+
+
 def _summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(
-        title=f"webvec {summary['kind']}: {summary['crawl']} — {summary['status']}", show_header=False
-    )
+    from ingest.summary import RunSummary
+
+    fields = {k: v for k, v in summary.items() if k in RunSummary.__dataclass_fields__}
+    view = RunSummary(**fields)
+    table = Table(title=view.title(), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    rows = [
-        ("pages fetched", summary["pages_fetched"]),
-        ("pages not modified (304)", summary["pages_not_modified"]),
-        (
-            "pages new / changed / unchanged",
-            f"{summary['pages_new']} / {summary['pages_changed']} / {summary['pages_unchanged']}",
-        ),
-        ("pages gone / stale deleted", f"{summary['pages_gone']} / {summary['pages_stale_deleted']}"),
-        ("pages skipped", summary["pages_skipped"]),
-        ("chunks / tokens", f"{summary['chunks']} / {summary['tokens']}"),
-        ("texts embedded / cache hits", f"{summary['texts_embedded']} / {summary['cache_hits']}"),
-        ("vectors written / deleted", f"{summary['vectors_written']} / {summary['vectors_deleted']}"),
-        ("estimated cost", f"${summary['estimated_cost_usd']:.4f}"),
-        ("seconds", f"{summary['seconds']:.1f}"),
-    ]
-    rows += [(f"  {stage}", f"{secs:.2f}s") for stage, secs in summary["stage_seconds"].items()]
-    for what, value in rows:
-        table.add_row(what, str(value))
-    if summary["skip_reasons"]:
-        table.add_row("skip reasons", ", ".join(f"{k} ×{v}" for k, v in summary["skip_reasons"].items()))
-    if summary["message"]:
-        table.add_row("message", summary["message"])
-    table.add_row("target", summary["target"])
+    for what, value in view.rows():
+        table.add_row(what, value)
     return table
 
 
-@app.command()
-def run(
-    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    url: Annotated[
-        list[str] | None, typer.Option("--url", help="Re-fetch only this URL (repeatable).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
-) -> None:
-    """Crawl a site and bring its vectors up to date; prints the run summary."""
-    _load(crawl)  # bad input: one line, exit 2, before anything is written
-    _quiet_prefect(verbose)
+def _progress(disabled: bool) -> tuple[Any, Callable[[str, int, int], None]]:
+    """Progress bars: pages fetched (as they come), texts embedded and pages written (of what is known
+    so far: totals grow as the crawl finds pages, and the embedding bar moves per embedding batch)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -98,9 +106,6 @@ def run(
         TimeElapsedColumn,
     )
 
-    from flows import progress
-    from flows.ingest import RunFailed, ingest_flow
-
     bars = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -108,39 +113,100 @@ def run(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=as_json or not err.is_terminal,
+        disable=disabled,
         transient=True,
     )
     ids = {
         "fetched": bars.add_task("pages fetched", total=None),
-        "chunked": bars.add_task("chunks made", total=None),
-        "embedded": bars.add_task("texts embedded", total=None),
-        "written": bars.add_task("pages written", total=None),
+        "embedded": bars.add_task("texts embedded", total=0),
+        "written": bars.add_task("pages written", total=0),
     }
 
-    def listener(event: str, amount: int) -> None:
+    def listener(event: str, advance: int, total: int) -> None:
         if event in ids:
-            bars.advance(ids[event], amount)
+            task = ids[event]
+            if total:
+                bars.update(task, total=(bars.tasks[task].total or 0) + total)
+            if advance:
+                bars.advance(task, advance)
 
-    progress.subscribe(listener)
-    code = 0
-    try:
-        with bars:
-            summary = ingest_flow(crawl, urls=url or None)
-    except RunFailed as exc:
-        summary, code = exc.summary.to_dict(), 1
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    except WebvecError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        progress.unsubscribe(listener)
+    return bars, listener
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool, code: int) -> None:
     if as_json:
         print(json.dumps(summary, default=str))
     else:
         out.print(_summary_table(summary))
     if code:
         err.print(f"[bold red]run failed:[/] {summary['message']}", highlight=False)
+        if summary.get("spider_log") and "spider log" not in summary["message"]:
+            err.print(f"spider log: {summary['spider_log']}", highlight=False)
+
+
+@app.command()
+def run(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    url: Annotated[
+        list[str] | None, typer.Option("--url", metavar="URL", help="Re-fetch only this URL (repeatable).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Crawl a site and bring its vectors up to date; prints the run summary."""
+    cfg = _load(crawl)  # bad input: one line, exit 2, before anything is written
+    _preflight(cfg)
+    _quiet(verbose)
+    from ingest.run import Hooks, RunFailed
+
+    bars, listener = _progress(disabled=as_json or not err.is_terminal)
+    code = 0
+    try:
+        with bars:
+            if _use_prefect():
+                from flows import progress
+                from flows.ingest import ingest_flow
+
+                with progress.subscribed(listener):
+                    summary = ingest_flow(crawl, urls=url or None)
+            else:
+                from ingest.run import run_ingest
+                from spiders.process import SpiderCrawler
+
+                summary = run_ingest(
+                    crawl, SpiderCrawler(), urls=url or None, hooks=Hooks(listener)
+                ).to_dict()
+    except RunFailed as exc:
+        summary, code = exc.summary.to_dict(), 1
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    _print_summary(summary, as_json, code)
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
+) -> None:
+    """Dry run: what a run would fetch, embed, write and delete, and its estimated cost. Crawls (with
+    conditional requests) but writes nothing: no vector, no ledger row, no file."""
+    cfg = _load(crawl)
+    _preflight(cfg)
+    _quiet()
+    from ingest.run import Hooks, RunFailed, run_ingest
+    from spiders.process import SpiderCrawler
+
+    bars, listener = _progress(disabled=as_json or not err.is_terminal)
+    code = 0
+    try:
+        with bars:
+            summary = run_ingest(crawl, SpiderCrawler(), hooks=Hooks(listener), dry_run=True).to_dict()
+    except RunFailed as exc:
+        summary, code = exc.summary.to_dict(), 1
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    _print_summary(summary, as_json, code)
     raise typer.Exit(code)
 
 
@@ -151,22 +217,17 @@ def query(
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many results.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as a JSON list.")] = False,
 ) -> None:
-    """Nearest chunks to a text."""
+    """Nearest chunks to a text, from the live version. Exit 1 when nothing was ingested yet."""
     cfg = _load(crawl)
-    _quiet_prefect(False)
+    _quiet()
     from ingest.query import search
 
     try:
         hits = search(cfg, text, k)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
     except WebvecError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), _code(exc)) from None
     if as_json:
         print(json.dumps(hits, default=str))
-        return
-    if not hits:
-        out.print("no results")
         return
     for i, hit in enumerate(hits, 1):
         out.print(f"[bold]{i}. {hit['title'] or hit['url']}[/]  score {hit['score']:.3f}", highlight=False)
@@ -194,37 +255,25 @@ def _print_json_or_table(data: dict[str, Any], as_json: bool, title: str) -> Non
 
 
 @app.command()
-def plan(
-    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
-) -> None:
-    """Dry run: what a run would embed, write and delete, and its estimated cost. Writes nothing."""
-    cfg = _load(crawl)
-    _quiet_prefect(False)
-    from flows.ops import plan_crawl
-
-    try:
-        result = plan_crawl(crawl, cfg)
-    except WebvecError as exc:
-        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
-    _print_json_or_table(result, as_json, f"webvec plan: {cfg.name} (dry run, nothing written)")
-
-
-@app.command()
 def verify(
     crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
     repair: Annotated[bool, typer.Option("--repair", help="Fix what is found.")] = False,
+    delete_foreign: Annotated[
+        bool,
+        typer.Option("--delete-foreign", help="With --repair: also delete ids not made by webvec."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
-    """Compare the ledger with the live vector store; exit 1 when they differ (and were not repaired)."""
+    """Compare the ledger with the live vector store; exit 1 when they differ (and were not repaired).
+    Records that do not follow webvec's id scheme are reported apart and kept unless --delete-foreign."""
     cfg = _load(crawl)
-    _quiet_prefect(False)
-    from flows.ops import verify_crawl
+    _quiet()
+    from ingest.ops import verify_crawl
 
     try:
-        report = verify_crawl(cfg, repair=repair)
+        report = verify_crawl(cfg, repair=repair, delete_foreign=delete_foreign)
     except WebvecError as exc:
-        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
+        raise _fail(str(exc), _code(exc)) from None
     _print_json_or_table(report, as_json, f"webvec verify: {cfg.name}")
     raise typer.Exit(0 if report["ok"] or report["repaired"] else 1)
 
@@ -236,13 +285,49 @@ def status(
 ) -> None:
     """Last runs, counts, the live version (the collection/namespace queries must use), what is due."""
     cfg = _load(crawl)
-    from flows.ops import status_crawl
+    from ingest.ops import status_crawl
 
     try:
         result = status_crawl(cfg)
     except WebvecError as exc:
         raise _fail(str(exc), 1) from None
     _print_json_or_table(result, as_json, f"webvec status: {cfg.name}")
+
+
+@app.command()
+def report(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", metavar="RUN_ID", help="A run other than the last.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """What the last run did with each URL: new, changed, unchanged, not modified, skipped and why,
+    failed and why, alias of which page, quarantined, deleted and why."""
+    cfg = _load(crawl)
+    from ingest.ops import report_crawl
+
+    try:
+        result = report_crawl(cfg, run_id)
+    except WebvecError as exc:
+        raise _fail(str(exc), 1) from None
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    if "urls" not in result:
+        out.print(result["message"])
+        return
+    table = Table(
+        "url",
+        "outcome",
+        "why",
+        title=f"webvec report: {cfg.name} run {result['run_id']} — {result['status']}",
+    )
+    for row in result["urls"]:
+        why = " ".join(x for x in (row["kind"], row["detail"]) if x)
+        table.add_row(row["url"], row["outcome"], why)
+    out.print(table)
+    out.print(", ".join(f"{k} ×{v}" for k, v in sorted(result["counts"].items())), highlight=False)
 
 
 @app.command()
@@ -253,21 +338,24 @@ def reembed(
 ) -> None:
     """Build a new version with the configured embedder from stored chunks (no crawl), then switch."""
     _load(crawl)
-    _quiet_prefect(verbose)
-    from flows.ingest import RunFailed
-    from flows.reembed import reembed_flow
+    _quiet(verbose)
+    from ingest.run import RunFailed
 
     code = 0
     try:
-        summary = reembed_flow(crawl)
+        if _use_prefect():
+            from flows.reembed import reembed_flow
+
+            summary = reembed_flow(crawl)
+        else:
+            from flows.reembed import reembed as do_reembed
+
+            summary = do_reembed(crawl).to_dict()
     except RunFailed as exc:
         summary, code = exc.summary.to_dict(), 1
     except WebvecError as exc:
-        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
-    if as_json:
-        print(json.dumps(summary, default=str))
-    else:
-        out.print(_summary_table(summary))
+        raise _fail(str(exc), _code(exc)) from None
+    _print_summary(summary, as_json, code)
     raise typer.Exit(code)
 
 
@@ -275,18 +363,23 @@ def reembed(
 def rollback(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
     """Make the previous version live again (pinned until `webvec reembed` or a matching config)."""
     cfg = _load(crawl)
-    from ingest.state import StateDB
+    from ingest.query import open_ledger
+    from ingest.run import RunFailed, recorded_run
+    from ingest.summary import RunSummary
     from ingest.versions import rollback as do_rollback
 
-    db = StateDB(cfg.state_url())
     try:
-        with db.locked_run(cfg.name, "rollback") as result:
+        db = open_ledger(cfg)
+        with recorded_run(db, RunSummary(crawl=cfg.name, kind="rollback")) as _:
             old, new = do_rollback(cfg, db)
-            result.update({"from": old, "to": new})
+    except RunFailed as exc:
+        cause = exc.__cause__
+        raise _fail(str(exc), _code(cause) if isinstance(cause, WebvecError) else 1) from None
     except WebvecError as exc:
-        raise _fail(str(exc), 2 if isinstance(exc, ConfigError) else 1) from None
-    live = db.live_version(cfg.name) or {}
-    out.print(f"{cfg.name}: version {new} is live again (was {old}); queries use {live.get('target')}")
+        raise _fail(str(exc), _code(exc)) from None
+    live = db.live_version(cfg.name)
+    target = live["target"] if live else "?"
+    out.print(f"{cfg.name}: version {new} is live again (was {old}); queries use {target}", highlight=False)
 
 
 @app.command()
@@ -298,15 +391,16 @@ def prune(
 ) -> None:
     """Delete the collections/indexes of versions that are not live."""
     cfg = _load(crawl)
-    from ingest.state import StateDB
+    from ingest.query import open_ledger
+    from ingest.run import RunFailed, recorded_run
+    from ingest.summary import RunSummary
     from ingest.versions import prune as do_prune
 
-    db = StateDB(cfg.state_url())
     try:
-        with db.locked_run(cfg.name, "prune") as result:
+        db = open_ledger(cfg)
+        with recorded_run(db, RunSummary(crawl=cfg.name, kind="prune")) as _:
             dropped = do_prune(cfg, db, keep_previous=keep_previous)
-            result["dropped"] = dropped
-    except WebvecError as exc:
+    except (RunFailed, WebvecError) as exc:
         raise _fail(str(exc), 1) from None
     out.print(f"{cfg.name}: dropped versions {dropped}" if dropped else f"{cfg.name}: nothing to prune")
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from ingest.ids import content_hash, doc_id
+from ingest.model import SkipKind
 from ingest.urls import canonicalize_url
 
 # Permalink markers that documentation generators (Sphinx: ¶) append to every heading.
@@ -57,6 +58,7 @@ class Skip:
 
     url: str
     reason: str
+    kind: SkipKind = SkipKind.NO_MAIN_TEXT
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +93,7 @@ def extract(html: bytes | str, url: str) -> Document | Skip:
     url = canonicalize_url(url)
     tree = load_html(html)
     if tree is None:
-        return Skip(url, "unparseable HTML")
+        return Skip(url, "unparseable HTML", SkipKind.UNPARSEABLE)
     # Read <head> facts first: trafilatura prunes the tree in place.
     lang = _head_value(tree, "/html/@lang")
     canonical = _head_value(tree, "//head/link[@rel='canonical']/@href")
@@ -99,7 +101,7 @@ def extract(html: bytes | str, url: str) -> Document | Skip:
     try:
         result = bare_extraction(tree, url=url, options=with_meta)
     except (ValueError, TypeError) as exc:  # trafilatura raises these on pathological trees
-        return Skip(url, f"extraction failed: {exc}")
+        return Skip(url, f"extraction failed: {exc}", SkipKind.EXTRACT_FAILED)
     if result is None:
         return Skip(url, "no main text")
     markdown = _HEADING_LINE.sub(r"\1", (determine_returnstring(result, body_only) or "")).strip()

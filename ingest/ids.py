@@ -50,6 +50,15 @@ def chunk_id(doc: str, chunk_text: str) -> str:
     return f"{doc}#{text_hash(chunk_text)}"
 
 
+# What webvec's chunk ids look like; anything else in a store was put there by someone else.
+CHUNK_ID_RE = re.compile(rf"^[0-9a-f]{{{_HASH_HEX}}}#[0-9a-f]{{{_HASH_HEX}}}$")
+
+
+def is_chunk_id(value: str) -> bool:
+    """Whether ``value`` follows webvec's chunk id scheme (``{doc_id}#{text hash}``)."""
+    return CHUNK_ID_RE.match(value) is not None
+
+
 def doc_prefix(doc: str) -> str:
     """Prefix shared by every chunk id of one document."""
     return f"{doc}#"

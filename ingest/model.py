@@ -62,3 +62,19 @@ class SkipKind(StrEnum):
     def empties_page(self) -> bool:
         """True when the page itself now has nothing to index (as opposed to a passing failure)."""
         return self in (SkipKind.NO_MAIN_TEXT, SkipKind.NOT_HTML)
+
+
+class Outcome(StrEnum):
+    """What one run did with one URL (``webvec report``)."""
+
+    NEW = "new"  # indexed for the first time
+    CHANGED = "changed"  # re-indexed: its text or its chunking changed
+    UNCHANGED = "unchanged"  # same content as the ledger (hash equal)
+    NOT_MODIFIED = "not_modified"  # 304 to a conditional request
+    ALIAS = "alias"  # a near-duplicate of another page (detail: that page)
+    GONE = "gone"  # answered 404/410
+    SKIPPED = "skipped"  # yields nothing to index (kind: SkipKind, detail: reason)
+    FAILED = "failed"  # could not be fetched or read this time (kind: SkipKind, detail: reason)
+    QUARANTINED = "quarantined"  # some chunks were rejected by the embedder (detail: reason)
+    DELETED = "deleted"  # its vectors were deleted (kind: the page's new PageStatus)
+    KEPT = "kept"  # a deletion held back by the coverage guard, or an unreadable fetch of a live page

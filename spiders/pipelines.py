@@ -38,7 +38,7 @@ class PageStorePipeline:
         """Bind to the spider's state DB and run id."""
         spider: Any = self.crawler.spider
         self.run_id = spider.run_id
-        self.state = getattr(spider, "state", None)
+        self.state = getattr(spider, "page_store", None) or getattr(spider, "state", None)
         if self.state is None:
             self.state = StateDB(spider.cfg.state_url())
             self._own_state = True

@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 from ingest.config import load_crawl
 from ingest.errors import ConfigError
 
+# The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
+PAGE_STORE_ENV = "WEBVEC_PAGE_STORE_URL"
+
 logger = logging.getLogger("spiders.run")
 
 
@@ -38,11 +41,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--urls", nargs="+", metavar="URL", help="backfill: fetch exactly these URLs, follow no links"
     )
     parser.add_argument(
+        "--dry-run", action="store_true", help="write no link cache, and create no state DB (webvec plan)"
+    )
+    parser.add_argument("--parent-pid", type=int, help="exit when this process (the run) dies")
+    parser.add_argument(
         "--sitemap-only",
         action="store_true",
         help="fetch only the URLs the sitemaps list (source.sitemaps, else robots.txt), follow no links",
     )
     return parser.parse_args(argv)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``), so a crawl never
+    outlives a run that was killed; exit at once if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        sys.exit(1)
 
 
 def write_stats(path: Path, stats: dict[str, Any]) -> None:
@@ -67,6 +88,8 @@ def _redacted(url: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the crawl and return the process exit status."""
     args = parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
     try:
         cfg = load_crawl(args.crawl)
         state_url = cfg.state_url()
@@ -85,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ingest.state import StateDB
     from spiders.spiders.config_spider import ConfigSpider
 
+    store_url = os.environ.get(PAGE_STORE_ENV) or state_url
     try:
-        state = StateDB(state_url)
+        # A dry run only reads the ledger (validators, link cache), and creates none.
+        state = StateDB.open_existing(state_url) if args.dry_run else StateDB(state_url)
+        page_store = StateDB(store_url) if store_url != state_url or state is None else state
     except Exception as exc:
         print(f"cannot open the state DB {_redacted(state_url)}: {type(exc).__name__}", file=sys.stderr)
         return 1
@@ -96,12 +122,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(ConfigSpider)
     process.crawl(
-        crawler, crawl=cfg, run_id=args.run_id, urls=args.urls, sitemap_only=args.sitemap_only, state=state
+        crawler,
+        crawl=cfg,
+        run_id=args.run_id,
+        urls=args.urls,
+        sitemap_only=args.sitemap_only,
+        state=state or page_store,
+        page_store=page_store,
+        dry_run=args.dry_run,
     )
     try:
         process.start()
     finally:
-        state.close()
+        page_store.close()
+        if state is not None:
+            state.close()
 
     spider = crawler.spider
     if not isinstance(spider, ConfigSpider) or spider.finish_reason is None:

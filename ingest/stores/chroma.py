@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ingest.config import ChromaStoreConfig, webvec_home
 from ingest.errors import DimensionMismatchError, MissingExtraError, PermanentError, TransientError
+from ingest.paths import home_relative
 from ingest.stores.base import QueryHit, VectorRecord
 
 # Chroma's distance names for our metrics.
 _SPACES = {"cosine": "cosine", "dotproduct": "ip", "euclidean": "l2"}
 _LIST_PAGE = 5000
+
+
+def _path(cfg: ChromaStoreConfig) -> Path:
+    """The embedded client's folder: ``store.path`` (relative to $WEBVEC_HOME), or $WEBVEC_HOME/chroma."""
+    if cfg.path is None:
+        return webvec_home() / "chroma"
+    return webvec_home() / Path(cfg.path).expanduser()
 
 
 def _client(cfg: ChromaStoreConfig) -> Any:
@@ -25,8 +34,7 @@ def _client(cfg: ChromaStoreConfig) -> Any:
     settings = Settings(anonymized_telemetry=False)
     if cfg.host:
         return chromadb.HttpClient(host=cfg.host, port=cfg.port, ssl=cfg.ssl, settings=settings)
-    path = cfg.path or str(webvec_home() / "chroma")
-    return chromadb.PersistentClient(path=path, settings=settings)
+    return chromadb.PersistentClient(path=str(_path(cfg)), settings=settings)
 
 
 class ChromaStore:
@@ -38,14 +46,18 @@ class ChromaStore:
         self._client: Any = None
         self._collection: Any = None
 
+    @classmethod
+    def for_crawl(cls, cfg: ChromaStoreConfig, crawl: str, version: int = 1) -> ChromaStore:
+        """The collection of one version of a crawl: ``store.collection`` (default: the crawl's name)
+        for version 1, so a crawl that never changes model keeps it; ``<collection>__vN`` after."""
+        name = cfg.collection or crawl
+        return cls(cfg, name if version == 1 else f"{name}__v{version}")
+
     @property
     def target(self) -> str:
-        """``chroma:<server or path>/<collection>``."""
-        where = (
-            f"http://{self.cfg.host}:{self.cfg.port}"
-            if self.cfg.host
-            else (self.cfg.path or str(webvec_home() / "chroma"))
-        )
+        """``chroma:<server or folder>/<collection>``; a folder under $WEBVEC_HOME is recorded relative
+        to it (``chroma:$WEBVEC_HOME/chroma/docs``), so the ledger survives a move of the home."""
+        where = f"http://{self.cfg.host}:{self.cfg.port}" if self.cfg.host else home_relative(_path(self.cfg))
         return f"chroma:{where}/{self.name}"
 
     @property
@@ -63,6 +75,9 @@ class ChromaStore:
         _ = self.client
 
     def _existing(self) -> Any:
+        embedded_unused = self._client is None and not self.cfg.host and not _path(self.cfg).is_dir()
+        if self._collection is None and embedded_unused:
+            return None  # nothing was ever written here; looking must not create the folder
         if self._collection is None:
             try:
                 self._collection = self.client.get_collection(self.name)
@@ -70,8 +85,10 @@ class ChromaStore:
                 return None
         return self._collection
 
-    def ensure(self, dimension: int, metric: str = "cosine") -> None:
-        """Create the collection (recording dimension and metric), or check an existing one."""
+    def ensure(self, dimension: int, metric: str = "cosine", labels: Mapping[str, str] | None = None) -> None:
+        """Create the collection, or check an existing one. Its metadata records the dimension, the
+        metric and ``labels`` (the embedding model and model key, so a client knows how to embed
+        queries: ``webvec_model``, ``webvec_model_key``, ...)."""
         existing = self._existing()
         if existing is not None:
             meta = existing.metadata or {}
@@ -85,10 +102,18 @@ class ChromaStore:
                     f"Chroma collection {self.name!r} holds {have}-dimensional vectors, the embedder "
                     f"makes {dimension}: use another collection name or re-embed into a new version"
                 )
+            missing = {k: v for k, v in (labels or {}).items() if meta.get(k) != v}
+            if missing and "webvec_dimension" in meta:  # a collection of ours from before labels
+                existing.modify(metadata={k: v for k, v in meta.items() if k != "hnsw:space"} | missing)
             return
         self._collection = self.client.get_or_create_collection(
             self.name,
-            metadata={"hnsw:space": _SPACES[metric], "webvec_dimension": dimension, "webvec_metric": metric},
+            metadata={
+                "hnsw:space": _SPACES[metric],
+                "webvec_dimension": dimension,
+                "webvec_metric": metric,
+                **(labels or {}),
+            },
         )
 
     @property

@@ -634,3 +634,14 @@ def _disable_sdk_retries(index: Any) -> None:
         old.close()
     except (ImportError, AttributeError, TypeError) as exc:
         log.debug("could not switch off the Pinecone SDK's own retries: %s", type(exc).__name__)
+
+
+def for_crawl(cfg: PineconeStoreConfig, crawl: str, version: int = 1) -> PineconeStore:
+    """The store of one version of a crawl: namespace ``store.namespace`` (default: the crawl's name)
+    in index ``store.index`` (default: derived from the namespace) for version 1; a Pinecone index has
+    one dimension, so version N>1 (another model) uses the index ``<index>-vN``."""
+    namespace = cfg.namespace or crawl
+    index = cfg.index or index_name_for(namespace)
+    if version > 1:
+        index = f"{index[:40].rstrip('-')}-v{version}"
+    return PineconeStore(cfg.model_copy(update={"index": index}), namespace)

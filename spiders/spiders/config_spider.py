@@ -100,7 +100,8 @@ class ConfigSpider(Spider):
     Arguments (``process.crawl(ConfigSpider, ...)`` or ``scrapy crawl config -a NAME=VALUE``):
     ``crawl`` a CrawlConfig, a crawl name or a YAML path; ``run_id`` the flow run the pages belong to;
     ``urls`` backfill mode: fetch exactly these URLs, follow nothing; ``sitemap_only`` crawl only the
-    URLs the sitemaps list, follow nothing; ``state`` an open StateDB to reuse.
+    URLs the sitemaps list, follow nothing; ``state`` an open StateDB to reuse; ``page_store`` the
+    StateDB fetched pages go to (default: ``state``); ``dry_run`` writes no link cache.
     """
 
     name = "config"
@@ -114,6 +115,8 @@ class ConfigSpider(Spider):
         urls: Sequence[str] | str | None = None,
         sitemap_only: bool | str = False,
         state: StateDB | None = None,
+        page_store: StateDB | None = None,
+        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,6 +125,9 @@ class ConfigSpider(Spider):
         self.backfill_urls = list(dict.fromkeys(canonicalize_url(u) for u in _as_list(urls)))
         self.sitemap_only = sitemap_only in (True, "1", "true", "True", "yes")
         self.state = state if state is not None else StateDB(self.cfg.state_url())
+        # Where fetched pages go (the pipeline writes them): the ledger's DB, or a dry run's own.
+        self.page_store = page_store if page_store is not None else self.state
+        self.dry_run = dry_run  # a dry run (`webvec plan`) writes no link cache
         source = self.cfg.source
         self.domains = [d.lower() for d in source.domains]
         self._include = [re.compile(p) for p in source.include]
@@ -335,7 +341,8 @@ class ConfigSpider(Spider):
 
         links = self._extract_links(response)
         try:
-            self.state.save_links(self.cfg.name, final, links)
+            if not self.dry_run:
+                self.state.save_links(self.cfg.name, final, links)
         except Exception as exc:  # the link cache only speeds up later runs; this crawl goes on
             logger.warning("could not cache the links of %s: %s", final, type(exc).__name__)
 

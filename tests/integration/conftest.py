@@ -5,11 +5,21 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import SAMPLE_SITE
+
+
+def ingest(crawl: Path, **kwargs: Any) -> dict[str, Any]:
+    """One ingest run, in this process and without Prefect (as the CLI runs it); the summary as a dict.
+    Raises RunFailed like the flow."""
+    from ingest.run import run_ingest
+    from spiders.process import SpiderCrawler
+
+    return run_ingest(crawl, SpiderCrawler(), **kwargs).to_dict()
 
 
 @pytest.fixture(scope="session")

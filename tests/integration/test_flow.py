@@ -10,9 +10,10 @@ import pytest
 
 from flows.ingest import RunFailed, ingest_flow
 from ingest.config import load_crawl
-from ingest.pipeline import live_version_number, version_store
 from ingest.query import search
+from ingest.run import live_version_number
 from ingest.state import StateDB
+from ingest.stores import make_store
 from tests.conftest import SAMPLE_SITE
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, w
     summary = ingest_flow(str(crawl))
     cfg = load_crawl(crawl)
     db = StateDB(cfg.state_url())
-    store = version_store(cfg, live_version_number(cfg, db))
+    store = make_store(cfg.store, cfg.name, live_version_number(cfg, db))
 
     assert summary["status"] == "ok", summary["message"]
     assert summary["pages_fetched"] >= 20 and summary["pages_new"] >= 20
@@ -75,7 +76,7 @@ def test_unreachable_start_url_fails_cleanly(prefect_api, write_crawl, tmp_path:
     summary = info.value.summary
     assert summary.status == "failed" and "no pages fetched" in summary.message
     cfg = load_crawl(crawl)
-    assert version_store(cfg).count() == 0  # no collection, nothing half-written
+    assert make_store(cfg.store, cfg.name).count() == 0  # no collection, nothing half-written
     assert StateDB(cfg.state_url()).last_runs("nowhere")[0]["status"] == "failed"
 
 
@@ -98,7 +99,7 @@ def test_ingest_with_openai_and_pinecone(prefect_api, site, write_crawl, monkeyp
             summary = ingest_flow(str(crawl))
             cfg = load_crawl(crawl)
             db = StateDB(cfg.state_url())
-            store = version_store(cfg)
+            store = make_store(cfg.store, cfg.name)
             assert summary["status"] == "ok", summary["message"]
             assert summary["vectors_written"] == store.count() == len(db.all_chunks("cloudy")) > 0
             assert summary["target"] == store.target and "/cloudy/prod" in store.target

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.ingest import RunFailed, ingest_flow
 from ingest.config import load_crawl
-from ingest.pipeline import live_version_number, version_store
+from ingest.run import RunFailed, live_version_number
 from ingest.state import StateDB
+from ingest.stores import make_store
+from tests.integration.conftest import ingest
 from tests.integration.sites import make_site, prose
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow
 def _state(crawl: Path) -> tuple[StateDB, object]:
     cfg = load_crawl(crawl)
     db = StateDB(cfg.state_url())
-    return db, version_store(cfg, live_version_number(cfg, db))
+    return db, make_store(cfg.store, cfg.name, live_version_number(cfg, db))
 
 
 def _ids(store: object) -> set[str]:
@@ -40,9 +41,9 @@ def tiny(tmp_path: Path, serve_dir, write_crawl):  # type: ignore[no-untyped-def
     return root, server, crawl
 
 
-def test_one_page_edited(prefect_api, tiny) -> None:  # type: ignore[no-untyped-def]
+def test_one_page_edited(tiny) -> None:  # type: ignore[no-untyped-def]
     root, _server, crawl = tiny
-    first = ingest_flow(str(crawl))
+    first = ingest(crawl)
     db, store = _state(crawl)
     before = _ids(store)
     assert first["vectors_written"] == len(before) > 0
@@ -53,7 +54,7 @@ def test_one_page_edited(prefect_api, tiny) -> None:  # type: ignore[no-untyped-
             "In part 1, sentence 3 about rivers", "In part 1, sentence 3, newly revised, about rivers"
         )
     )
-    second = ingest_flow(str(crawl))
+    second = ingest(crawl)
     after = _ids(store)
     assert second["pages_changed"] == 1 and second["pages_unchanged"] >= 8
     assert 1 <= second["texts_embedded"] <= 2  # only the chunk(s) whose text changed
@@ -64,21 +65,19 @@ def test_one_page_edited(prefect_api, tiny) -> None:  # type: ignore[no-untyped-
     assert after == {c["chunk_id"] for c in db.all_chunks("tiny")}
 
 
-def test_repeated_text_is_embedded_once_and_can_be_dropped(
-    prefect_api, tmp_path, serve_dir, write_crawl
-) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_text_is_embedded_once_and_can_be_dropped(tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
     shared = prose("this atlas and its licence", 9, sentences=9)
     make_site(tmp_path / "s", shared=shared)
     server = serve_dir(tmp_path / "s")
     crawl = write_crawl(server.url, name="shared", source={"sitemaps": []})
-    summary = ingest_flow(str(crawl))
+    summary = ingest(crawl)
     assert summary["cache_hits"] >= 7  # the shared section: embedded once, reused on 7 more pages
     assert summary["texts_embedded"] == summary["chunks"] - summary["cache_hits"]
 
     crawl2 = write_crawl(
         server.url, name="dropped", source={"sitemaps": []}, dedup={"drop_repeated_chunks": 3}
     )
-    dropped = ingest_flow(str(crawl2))
+    dropped = ingest(crawl2)
     db, store = _state(crawl2)
     assert dropped["chunks_dropped_repeated"] >= 8
     texts = [c["text"] for c in db.all_chunks("dropped")]
@@ -86,7 +85,7 @@ def test_repeated_text_is_embedded_once_and_can_be_dropped(
     assert _ids(store) == {c["chunk_id"] for c in db.all_chunks("dropped")}
 
 
-def test_near_duplicate_pages_are_stored_once(prefect_api, tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
+def test_near_duplicate_pages_are_stored_once(tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "nd"
     make_site(root, extra_links=["rivers-print.html", "rivers.html?page=1"])
     html = (root / "rivers.html").read_text()
@@ -95,7 +94,7 @@ def test_near_duplicate_pages_are_stored_once(prefect_api, tmp_path, serve_dir, 
     )
     server = serve_dir(root)
     crawl = write_crawl(server.url, name="neardup", source={"sitemaps": []})
-    summary = ingest_flow(str(crawl))
+    summary = ingest(crawl)
     db, store = _state(crawl)
     pages = {p["url"].removeprefix(server.url): p for p in db.all_pages("neardup")}
     aliases = {u: p["alias_of"].removeprefix(server.url) for u, p in pages.items() if p["status"] == "alias"}
@@ -109,9 +108,9 @@ def test_near_duplicate_pages_are_stored_once(prefect_api, tmp_path, serve_dir, 
         assert store.list_ids(pages[url]["doc_id"] + "#") == []  # type: ignore[attr-defined]
 
 
-def test_gone_and_unseen_pages(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+def test_gone_and_unseen_pages(tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
     root, server, crawl = tiny
-    ingest_flow(str(crawl))
+    ingest(crawl)
     db, store = _state(crawl)
     doc = {p["url"].removeprefix(server.url): p["doc_id"] for p in db.all_pages("tiny")}
     assert store.list_ids(doc["deserts.html"] + "#")  # type: ignore[attr-defined]
@@ -120,27 +119,27 @@ def test_gone_and_unseen_pages(prefect_api, tiny, write_crawl) -> None:  # type:
     # caves.html is no longer linked from anywhere: unseen, deleted only after sync.delete_after.
     for path in root.glob("*.html"):
         path.write_text(path.read_text().replace('<a href="caves.html">caves.html</a>', ""))
-    second = ingest_flow(str(crawl))
+    second = ingest(crawl)
     assert second["pages_gone"] == 1 and second["pages_stale_deleted"] == 0
     assert store.list_ids(doc["deserts.html"] + "#") == []  # type: ignore[attr-defined]
     assert store.list_ids(doc["caves.html"] + "#")  # type: ignore[attr-defined]  # within the 7-day grace
 
     now = write_crawl(server.url, name="tiny", source={"sitemaps": []}, sync={"delete_after": "0s"})
-    third = ingest_flow(str(now))
+    third = ingest(now)
     assert third["pages_stale_deleted"] == 1 and third["status"] == "ok"
     assert store.list_ids(doc["caves.html"] + "#") == []  # type: ignore[attr-defined]
     assert _ids(store) == {c["chunk_id"] for c in db.all_chunks("tiny")}
 
 
-def test_low_coverage_deletes_nothing_and_is_degraded(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+def test_low_coverage_deletes_nothing_and_is_degraded(tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
     root, server, crawl = tiny
-    first = ingest_flow(str(crawl))
+    first = ingest(crawl)
     _db, store = _state(crawl)
     for path in root.glob("*.html"):
         if path.name != "index.html":
             server.overrides[f"/{path.name}"] = 503  # the site is mostly down
     now = write_crawl(server.url, name="tiny", source={"sitemaps": []}, sync={"delete_after": "0s"})
-    second = ingest_flow(str(now))
+    second = ingest(now)
     assert second["status"] == "degraded" and "min_coverage" in second["message"]
     assert second["vectors_deleted"] == 0 and store.count() == first["vectors_written"]  # type: ignore[attr-defined]
 
@@ -156,18 +155,18 @@ def _webvec(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def test_kill_9_mid_run_then_rerun_converges(prefect_api, tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_mid_run_then_rerun_converges(tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "site"
     shutil.copytree(Path(__file__).resolve().parents[2] / "bench" / "site", root)
     server = serve_dir(root)
     crawl = write_crawl(server.url, name="killed")
-    env = {"PREFECT_API_URL": prefect_api}
+    env = {"PREFECT_API_URL": ""}  # the CLI runs the crawl itself, without Prefect
     cfg = load_crawl(crawl)
     proc = _webvec("run", str(crawl), "--json", env=env)
     deadline = time.monotonic() + 120
     # Wait until the run is mid-way: some vectors in the store, not all pages committed.
     while time.monotonic() < deadline:
-        store = version_store(cfg)
+        store = make_store(cfg.store, cfg.name)
         if store.count() > 0:
             break
         time.sleep(0.2)
@@ -193,22 +192,20 @@ def test_kill_9_mid_run_then_rerun_converges(prefect_api, tmp_path, serve_dir, w
     assert {c["chunk_id"] for c in clean_db.all_chunks("killed")} == ledger
 
 
-def test_two_runs_of_one_crawl_never_interleave(prefect_api, tiny) -> None:  # type: ignore[no-untyped-def]
+def test_two_runs_of_one_crawl_never_interleave(tiny) -> None:  # type: ignore[no-untyped-def]
     _root, _server, crawl = tiny
     cfg = load_crawl(crawl)
     db = StateDB(cfg.state_url())
     db.acquire_lock("tiny", "someone-else")  # as if another worker were running this crawl
     with pytest.raises(RunFailed, match="another run of 'tiny' is in progress"):
-        ingest_flow(str(crawl))
-    assert version_store(cfg).count() == 0
+        ingest(crawl)
+    assert make_store(cfg.store, cfg.name).count() == 0
     db.release_lock("tiny", "someone-else")
-    assert ingest_flow(str(crawl))["status"] == "ok"
+    assert ingest(crawl)["status"] == "ok"
 
 
-def test_reembed_with_another_model_cuts_over_and_rolls_back(
-    prefect_api, tiny, write_crawl, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    from flows.reembed import reembed_flow
+def test_reembed_with_another_model_cuts_over_and_rolls_back(tiny, write_crawl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from flows.reembed import reembed
     from ingest.errors import ConfigError
     from ingest.query import search
     from ingest.versions import rollback
@@ -216,7 +213,7 @@ def test_reembed_with_another_model_cuts_over_and_rolls_back(
 
     _root, server, crawl = tiny
     original = crawl.read_text()
-    first = ingest_flow(str(crawl))
+    first = ingest(crawl)
     db, v1 = _state(crawl)
     with start_openai_server() as oai:
         monkeypatch.setenv("OPENAI_API_KEY", oai.api_key or "test-key")
@@ -226,39 +223,39 @@ def test_reembed_with_another_model_cuts_over_and_rolls_back(
             source={"sitemaps": []},
             embedder={"kind": "openai", "base_url": oai.base_url},
         )
-        summary = reembed_flow(str(crawl2))
+        summary = reembed(str(crawl2)).to_dict()
         cfg2 = load_crawl(crawl2)
         live = db.live_version("tiny")
         assert live is not None and live["version"] == 2 and summary["status"] == "ok"
-        v2 = version_store(cfg2, 2)
+        v2 = make_store(cfg2.store, cfg2.name, 2)
         assert v2.count() == live["vectors"] == len(db.all_chunks("tiny"))
         assert v1.count() == first["vectors_written"]  # previous version kept
         assert oai.requests > 0  # re-embedded without a crawl: nothing fetched
         hits = search(cfg2, "glaciers shape the land", k=3)
         assert hits and all(h["id"] in set(v2.list_ids()) for h in hits)
         # An unchanged ingest with the new model writes nothing new.
-        assert ingest_flow(str(crawl2))["vectors_written"] == 0
+        assert ingest(crawl2)["vectors_written"] == 0
         # Roll back: version 1 is live again and pinned, so ingesting with the new model is refused.
         assert rollback(cfg2, db) == (2, 1)
         with pytest.raises(RunFailed) as info:
-            ingest_flow(str(crawl2))
+            ingest(crawl2)
         assert isinstance(info.value.__cause__, ConfigError) and "rolled back" in str(info.value)
     # With the original embedder, ingest works against version 1 again.
     crawl.write_text(original)
-    assert ingest_flow(str(crawl))["status"] == "ok"
+    assert ingest(crawl)["status"] == "ok"
     assert db.live_version("tiny")["version"] == 1  # type: ignore[index]
 
 
-def test_reembed_max_age_refreshes_old_vectors_in_place(prefect_api, tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
-    from flows.reembed import reembed_flow
+def test_reembed_max_age_refreshes_old_vectors_in_place(tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
+    from flows.reembed import reembed
 
     _root, server, crawl = tiny
-    first = ingest_flow(str(crawl))
+    first = ingest(crawl)
     db, store = _state(crawl)
     before = db.written_at(store.target)  # type: ignore[attr-defined]
-    assert reembed_flow(str(crawl))["texts_embedded"] == 0  # same model, no max_age: nothing to do
+    assert reembed(str(crawl)).to_dict()["texts_embedded"] == 0  # same model, no max_age: nothing to do
     aged = write_crawl(server.url, name="tiny", source={"sitemaps": []}, reembed={"max_age": "0s"})
-    summary = reembed_flow(str(aged))
+    summary = reembed(str(aged)).to_dict()
     assert summary["vectors_written"] == first["vectors_written"] == store.count()  # type: ignore[attr-defined]
     assert 0 < summary["texts_embedded"] <= first["vectors_written"]
     after = db.written_at(store.target)  # type: ignore[attr-defined]

@@ -1,0 +1,598 @@
+"""One run of a crawl: its resources, its bookkeeping, the batch loop and its end.
+
+:func:`run_ingest` is the whole of ``webvec run`` (and, with ``dry_run``, of ``webvec plan``): start the
+crawl process, feed its pages through :func:`process_batch` in batches as they arrive (processing
+overlaps the crawl), then decide the run's deletions under the coverage guard. The CLI calls it
+directly; the Prefect flows call it with :class:`Hooks` that turn each stage into a Prefect task.
+Every run — ingest, re-embed, repair, rollback, prune — is wrapped in :func:`recorded_run`: run row,
+lock, heartbeat thread, failure summary, artifact.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ParamSpec, Protocol, TypeVar
+
+from ingest import chunking
+from ingest.batch import (
+    BatchKeys,
+    Extractor,
+    SkipRecord,
+    chunk_documents,
+    commit_batch,
+    embed_chunks,
+    extract_pages,
+    plan_batch,
+    write_documents,
+)
+from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
+from ingest.dedup import NearDuplicateIndex
+from ingest.embedders import Embedder, make_embedder
+from ingest.errors import WebvecError
+from ingest.ids import doc_prefix, model_key
+from ingest.model import Outcome, PageStatus, RunStatus
+from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
+from ingest.stores import VectorStore, make_store
+from ingest.summary import RunSummary
+from ingest.sync import Removal, plan_deletions
+
+BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, small enough to overlap
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 15.0  # well inside runs.STALE_AFTER_S: a live holder is never taken over
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RunFailed(WebvecError):
+    """A run ended without doing its job; ``summary`` says how far it got."""
+
+    def __init__(self, message: str, summary: RunSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class Hooks:
+    """How a run is driven. This base calls each stage directly and reports progress to a callback;
+    ``flows/`` overrides :meth:`stage` to run stages as Prefect tasks and :meth:`publish` to write the
+    summary as an artifact."""
+
+    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+        self._on_progress = on_progress
+
+    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one stage of a batch."""
+        return fn(*args, **kwargs)
+
+    def progress(self, event: str, advance: int = 0, total: int = 0) -> None:
+        """``event`` (fetched, embedded, written) advanced by ``advance``, its total grown by ``total``."""
+        if self._on_progress is not None:
+            self._on_progress(event, advance, total)
+
+    def publish(self, summary: RunSummary) -> None:
+        """Make the finished run's summary visible (nothing to do without an orchestrator)."""
+
+
+# -- the crawl process -------------------------------------------------------------------------------
+@dataclass
+class CrawlStats:
+    """How the crawl process ended."""
+
+    complete: bool  # every reachable page visited: not cut short, no failures
+    seconds: float
+    raw: dict[str, object] = field(default_factory=dict)  # the spider's whole stats file
+
+
+class CrawlHandle(Protocol):
+    """A running crawl that writes pages into a page store."""
+
+    log_path: str
+
+    def finished(self) -> bool:
+        """Whether the crawl process has ended."""
+        ...
+
+    def result(self) -> CrawlStats:
+        """Wait for the end; WebvecError (naming the log) when the crawl process failed."""
+        ...
+
+    def stop(self) -> None:
+        """End the crawl now (the run failed)."""
+        ...
+
+
+class CrawlSource(Protocol):
+    """Starts crawls (``spiders.process.SpiderProcess``: the spider subprocess)."""
+
+    def start(
+        self, crawl_path: Path, run_id: str, *, page_store: str, urls: list[str] | None, dry_run: bool
+    ) -> CrawlHandle:
+        """Start crawling ``crawl_path``'s site; pages go into the state DB at ``page_store``."""
+        ...
+
+
+# -- resources ---------------------------------------------------------------------------------------
+@dataclass
+class RunEnv:
+    """What the stages of a crawl's runs work with: built once per run (per process)."""
+
+    cfg: CrawlConfig
+    db: StateDB
+    embedder: Embedder
+    store: VectorStore
+    version: int
+    keys: BatchKeys
+    extractor: Extractor
+
+    @property
+    def metric(self) -> str:
+        """Similarity metric of the store."""
+        return str(getattr(self.cfg.store, "metric", "cosine"))
+
+    def labels(self) -> dict[str, str]:
+        """What a client must know to query the store (recorded in collection metadata)."""
+        model = getattr(self.cfg.embedder, "model", self.cfg.embedder.kind)
+        return {
+            "webvec_crawl": self.cfg.name,
+            "webvec_embedder": self.cfg.embedder.kind,
+            "webvec_model": str(model),
+            "webvec_model_key": self.keys.model_key,
+        }
+
+
+def batch_keys(cfg: CrawlConfig, embedder: Embedder) -> BatchKeys:
+    """The keys of a crawl's batches; ``chunk_key`` changes when chunks would be cut differently."""
+    max_tokens = min(cfg.chunk.max_tokens, embedder.max_input_tokens)
+    key = embedder.model_key
+    chunker = getattr(chunking, "CHUNKER_VERSION", 1)
+    return BatchKeys(
+        crawl=cfg.name,
+        model_key=key,
+        chunk_key=model_key(
+            {"max_tokens": max_tokens, "overlap": cfg.chunk.overlap_tokens, "model": key, "chunker": chunker}
+        ),
+        max_tokens=max_tokens,
+        overlap_tokens=cfg.chunk.overlap_tokens,
+        near_duplicates=cfg.dedup.near_duplicates,
+        drop_repeated_chunks=cfg.dedup.drop_repeated_chunks,
+    )
+
+
+def live_version_number(cfg: CrawlConfig, db: StateDB) -> int:
+    """The live version of a crawl (1 before anything was ingested)."""
+    live = db.live_version(cfg.name)
+    return live["version"] if live else 1
+
+
+def make_env(
+    cfg: CrawlConfig,
+    db: StateDB | None = None,
+    version: int | None = None,
+    extractor: Extractor | None = None,
+) -> RunEnv:
+    """Embedder, store and state DB of a crawl, checked (credentials, packages) before any work. The
+    store is the live version's unless ``version`` picks another. Nothing heavy loads here."""
+    embedder = make_embedder(cfg.embedder)
+    embedder.check()
+    db = db or StateDB(cfg.state_url())
+    number = version or live_version_number(cfg, db)
+    store = make_store(cfg.store, cfg.name, number)
+    store.check()
+    return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor or Extractor())
+
+
+# -- bookkeeping -------------------------------------------------------------------------------------
+class Heartbeat:
+    """A thread that keeps a run's lock fresh during every stage, however long; ``lost`` turns true
+    if the lock stopped being this run's (taken over after the ledger decided this process was dead)."""
+
+    def __init__(self, db: StateDB, crawl: str, run_id: str, every: float = HEARTBEAT_SECONDS) -> None:
+        self.db, self.crawl, self.run_id, self.every = db, crawl, run_id, every
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"webvec-heartbeat-{crawl}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if not self.db.heartbeat(self.crawl, self.run_id):
+                    self.lost = True
+            except Exception:  # a ledger hiccup: the next beat retries; STALE_AFTER_S leaves room
+                continue
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def check(self) -> None:
+        """Raise when the lock was lost: two processes must never write one crawl's store."""
+        if self.lost:
+            raise WebvecError(f"run {self.run_id} lost the lock of {self.crawl!r}; stopping")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def recorded_run(
+    db: StateDB,
+    summary: RunSummary,
+    hooks: Hooks | None = None,
+    finish: Callable[[RunSummary], None] | None = None,
+) -> Iterator[Heartbeat]:
+    """Bookkeeping of every run: a ``runs`` row, the crawl's lock (taking over a dead holder's, whose
+    run is recorded ``crashed``), a heartbeat thread, and at the end the status, the summary (in the
+    ledger, and published by ``hooks``). The body's exception becomes :class:`RunFailed` with the
+    summary; ``finish`` completes the summary (cost, seconds) whatever happened."""
+    hooks = hooks or Hooks()
+    started = time.monotonic()
+    summary.run_id = db.start_run(summary.crawl, summary.kind)
+    error: BaseException | None = None
+    try:
+        crashed = db.acquire_lock(summary.crawl, summary.run_id)
+        if crashed:
+            summary.warnings.append(f"run {crashed} had crashed (its process died); its lock was taken over")
+        try:
+            with Heartbeat(db, summary.crawl, summary.run_id) as heartbeat:
+                yield heartbeat
+        finally:
+            db.release_lock(summary.crawl, summary.run_id)
+    except BaseException as exc:
+        error = exc
+        summary.status = RunStatus.FAILED
+        summary.message = _first_line(exc)
+    finally:
+        if summary.status == RunStatus.RUNNING:
+            summary.status = RunStatus.OK
+        if finish is not None:
+            finish(summary)
+        summary.seconds = round(time.monotonic() - started, 3)
+        db.finish_run(summary.run_id, RunStatus(summary.status), summary.to_dict())
+        hooks.publish(summary)
+    if error is not None:
+        if isinstance(error, Exception):
+            raise RunFailed(summary.message, summary) from error
+        raise error  # KeyboardInterrupt, SystemExit: recorded failed, then on their way
+
+
+# -- one batch ---------------------------------------------------------------------------------------
+@dataclass
+class RunState:
+    """What a run learns batch by batch and needs at its end (or in later batches)."""
+
+    near: NearDuplicateIndex | None  # pages kept so far, for near-duplicate detection
+    repeated: dict[str, set[str]] | None  # text_hash → documents, for drop_repeated_chunks
+    store_exists: bool  # whether the live store was ever written (a dry run must not create it)
+    store_ready: bool = False  # ensured by this run (once, before its first write)
+    seen: set[str] = field(default_factory=set)
+    removals: list[Removal] = field(default_factory=list)
+    start_failures: list[SkipRecord] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, env: RunEnv) -> RunState:
+        """Start from what the ledger knows."""
+        cfg, db = env.cfg, env.db
+        return cls(
+            near=NearDuplicateIndex(db.fingerprints(cfg.name)) if cfg.dedup.near_duplicates else None,
+            repeated=db.docs_by_text_hash(cfg.name) if cfg.dedup.drop_repeated_chunks else None,
+            store_exists=bool(db.versions(cfg.name)),
+        )
+
+
+def _timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a: P.args, **k: P.kwargs) -> T:
+    start = time.perf_counter()
+    try:
+        return hooks.stage(name, fn, *a, **k)
+    finally:
+        summary.add_time(name, time.perf_counter() - start)
+
+
+def ensure_store(env: RunEnv) -> None:
+    """Create the live store if needed, and record version 1 the first time a crawl writes, so a
+    first run that fails before writing leaves no version pointing at nothing."""
+    env.store.ensure(env.embedder.dimension, env.metric, env.labels())
+    if not env.db.versions(env.cfg.name):
+        from ingest.model import VersionStatus
+
+        keys = env.keys
+        env.db.add_version(
+            keys.crawl, env.version, env.store.target, keys.model_key, keys.chunk_key, VersionStatus.LIVE
+        )
+
+
+def process_batch(
+    env: RunEnv,
+    pages: list[FetchedPage],
+    state: RunState,
+    summary: RunSummary,
+    hooks: Hooks,
+    *,
+    write: bool = True,
+) -> None:
+    """Stages 2–7 for one batch of fetched pages (stage 6–7 only count when ``write`` is off)."""
+    keys = env.keys
+    extracted = _timed(summary, hooks, "extract", extract_pages, pages, env.extractor)
+    hooks.progress("fetched", len(pages))
+    outcomes: list[OutcomeRow] = extracted.tally(summary)
+    state.seen |= extracted.seen
+    state.start_failures += [s for s in extracted.skips if s.depth == 0 and s.failed]
+    urls = [d.url for d in extracted.documents] + extracted.not_modified + extracted.gone
+    ledger = env.db.pages_by_url(keys.crawl, urls + [url for url, _ in extracted.emptied])
+    planned = _timed(summary, hooks, "plan", plan_batch, extracted, ledger, keys, state.near)
+    outcomes += planned.tally(summary)
+    state.removals += planned.changes.removals
+    docs = planned.changes.to_write
+    aliases = [doc for doc, _ in planned.new_aliases]
+    hooks.progress("written", 0, len(docs))
+    chunked = _timed(
+        summary, hooks, "chunk", chunk_documents, docs, env.embedder.count_tokens, keys, state.repeated
+    )
+    chunked.tally(summary)
+    flat = chunked.flat
+    hooks.progress("embedded", 0, len(flat))
+    embedded = _timed(
+        summary,
+        hooks,
+        "embed",
+        embed_chunks,
+        flat,
+        env.db,
+        env.embedder,
+        keys.model_key,
+        write=write,
+        progress=lambda n: hooks.progress("embedded", n),
+    )
+    embedded.tally(summary)
+    if write and (docs or aliases) and not state.store_ready:
+        ensure_store(env)
+        state.store_exists = state.store_ready = True
+    now = utcnow()
+    written = _timed(
+        summary,
+        hooks,
+        "write",
+        write_documents,
+        docs,
+        chunked,
+        embedded,
+        env.store,
+        env.db.written_models(env.store.target, [c.id for c in flat]),
+        keys.model_key,
+        now,
+        aliases=aliases,
+        store_exists=state.store_exists,
+        write=write,
+    )
+    outcomes += written.tally(summary)
+    if write:
+        _timed(
+            summary,
+            hooks,
+            "commit",
+            commit_batch,
+            env.db,
+            keys,
+            env.store.target,
+            summary.run_id,
+            planned,
+            chunked,
+            written,
+            now,
+        )
+        env.db.add_outcomes(summary.run_id, outcomes)
+    hooks.progress("written", len(docs))
+
+
+# -- the run's end -----------------------------------------------------------------------------------
+def delete_pages(env: RunEnv, removals: list[Removal], summary: RunSummary, *, write: bool = True) -> None:
+    """Delete every vector of the given pages from the store, then record their new status."""
+    if not removals:
+        return
+    rows = env.db.pages_by_url(env.cfg.name, [r.url for r in removals])
+    ids: list[str] = []
+    for removal in removals:
+        if removal.url in rows:
+            ids += env.store.list_ids(doc_prefix(rows[removal.url]["doc_id"]))
+    if write:
+        if ids:
+            env.store.delete(ids)
+        env.db.remove_pages(env.cfg.name, env.store.target, [(r.url, r.status, r.alias_of) for r in removals])
+        env.db.add_outcomes(summary.run_id, [_deleted(r) for r in removals])
+    summary.add(
+        {
+            "vectors_deleted": len(ids),
+            "pages_deleted": len(removals),
+            "pages_stale_deleted": sum(1 for r in removals if r.status == PageStatus.STALE),
+        }
+    )
+
+
+def _deleted(r: Removal) -> OutcomeRow:
+    return {"url": r.url, "outcome": str(Outcome.DELETED), "kind": str(r.status), "detail": r.reason}
+
+
+def finish_deletions(
+    env: RunEnv, state: RunState, summary: RunSummary, *, whole_site: bool, write: bool = True
+) -> None:
+    """Decide and carry out the run's deletions under the coverage guard (:mod:`ingest.sync`)."""
+    cfg = env.cfg
+    deletions = plan_deletions(
+        env.db.live_last_seen(cfg.name),
+        state.seen,
+        state.removals,
+        whole_site=whole_site,
+        complete=summary.crawl_complete,
+        now=utcnow(),
+        delete_after=cfg.sync.delete_after,
+        min_coverage=cfg.sync.min_coverage,
+    )
+    summary.coverage = round(deletions.coverage, 4)
+    if deletions.degraded:
+        summary.degrade(deletions.reason)
+        summary.pages_held_back = len(deletions.held_back)
+        if write:
+            env.db.add_outcomes(
+                summary.run_id,
+                [
+                    {
+                        "url": r.url,
+                        "outcome": str(Outcome.KEPT),
+                        "kind": str(r.status),
+                        "detail": deletions.reason,
+                    }
+                    for r in deletions.held_back
+                ],
+            )
+    delete_pages(env, deletions.delete, summary, write=write)
+
+
+def sweep_repeated_chunks(env: RunEnv, summary: RunSummary) -> None:
+    """Delete chunks whose text is now on more than ``drop_repeated_chunks`` pages (pages processed
+    before the count passed the limit kept them); the ledger keeps them, marked dropped."""
+    limit = env.cfg.dedup.drop_repeated_chunks
+    if not limit:
+        return
+    over = {h for h, docs in env.db.docs_by_text_hash(env.cfg.name).items() if len(docs) > limit}
+    ids = [c["chunk_id"] for c in env.db.all_chunks(env.cfg.name) if c["text_hash"] in over]
+    if ids:
+        env.store.delete(ids)
+        env.db.drop_chunks(env.cfg.name, env.store.target, ids)
+        summary.add({"vectors_deleted": len(ids), "chunks_dropped_repeated": len(ids)})
+
+
+def _no_pages_message(cfg: CrawlConfig, state: RunState, summary: RunSummary, log: str) -> str:
+    causes = [f"{s.url}: {s.reason}" for s in state.start_failures[:3]]
+    if not causes:
+        causes = [f"{k} ×{v}" for k, v in sorted(summary.skip_reasons.items())] or ["no response"]
+    return (
+        f"no pages fetched from {', '.join(cfg.source.start_urls)} ({'; '.join(causes)}); spider log: {log}"
+    )
+
+
+def crawl_and_sync(
+    env: RunEnv,
+    crawl_path: Path,
+    summary: RunSummary,
+    hooks: Hooks,
+    crawler: CrawlSource,
+    *,
+    page_store: StateDB,
+    urls: list[str] | None = None,
+    heartbeat: Heartbeat | None = None,
+    write: bool = True,
+) -> None:
+    """Crawl and bring the store up to date (or, ``write`` off, count what that would do)."""
+    state = RunState.load(env)
+    handle = crawler.start(
+        crawl_path, summary.run_id, page_store=page_store.url, urls=urls, dry_run=not write
+    )
+    summary.spider_log = handle.log_path
+    try:
+        seq = 0
+        while True:
+            finished = handle.finished()
+            pages = page_store.fetched_after(summary.run_id, seq, limit=BATCH_PAGES)
+            if pages:
+                seq = pages[-1].seq
+                process_batch(env, pages, state, summary, hooks, write=write)
+            elif finished:
+                break
+            else:
+                time.sleep(POLL_SECONDS)
+            if heartbeat is not None:
+                heartbeat.check()
+        stats = handle.result()
+    except BaseException:
+        handle.stop()
+        raise
+    summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
+    summary.crawl_complete = stats.complete and not urls
+    if summary.pages_fetched - summary.pages_failed == 0:
+        raise WebvecError(_no_pages_message(env.cfg, state, summary, handle.log_path))
+    finish_deletions(env, state, summary, whole_site=not urls, write=write)
+    if write:
+        sweep_repeated_chunks(env, summary)
+    if summary.pages_failed and not summary.message:
+        summary.message = f"{summary.pages_failed} page(s) failed: see `webvec report {env.cfg.name}`"
+
+
+def run_ingest(
+    crawl: str | Path,
+    crawler: CrawlSource,
+    *,
+    urls: list[str] | None = None,
+    hooks: Hooks | None = None,
+    dry_run: bool = False,
+) -> RunSummary:
+    """Crawl a site and sync its vectors (``webvec run``); with ``dry_run``, report what that would do
+    and write nothing (``webvec plan``). Raises RunFailed (with the summary) when the run failed."""
+    hooks = hooks or Hooks()
+    path = resolve_crawl_path(crawl).resolve()
+    cfg = load_crawl(path)
+    if dry_run:
+        return _dry_run(cfg, path, crawler, hooks, urls)
+    env = make_env(cfg)
+    summary = RunSummary(crawl=cfg.name, kind="backfill" if urls else "ingest")
+    summary.target, summary.model_key = env.store.target, env.keys.model_key
+
+    def finish(s: RunSummary) -> None:
+        s.estimated_cost_usd = env.embedder.estimate_cost(s.tokens_embedded)
+        env.db.purge_fetched(cfg.name, keep_run_id=s.run_id)
+
+    with recorded_run(env.db, summary, hooks, finish) as heartbeat:
+        from ingest.versions import model_changed, rebuild_version
+
+        if model_changed(env):
+            # The embedder changed: move every stored chunk to a new version first, so this run
+            # writes into a store that holds one model's vectors only.
+            rebuild_version(env, summary, hooks)
+            env = make_env(cfg, env.db)
+            summary.target, summary.model_key = env.store.target, env.keys.model_key
+        crawl_and_sync(env, path, summary, hooks, crawler, page_store=env.db, urls=urls, heartbeat=heartbeat)
+    return summary
+
+
+def _dry_run(
+    cfg: CrawlConfig, path: Path, crawler: CrawlSource, hooks: Hooks, urls: list[str] | None
+) -> RunSummary:
+    """``webvec plan``: the run's decisions with writing off. Fetched pages go to a temporary page
+    store; the ledger is only read (and not created when the crawl never ran)."""
+    with tempfile.TemporaryDirectory(prefix="webvec-plan-") as tmp:
+        ledger = StateDB.open_existing(cfg.state_url())
+        pages = StateDB(f"sqlite:///{tmp}/pages.db")
+        env = make_env(cfg, ledger or pages)
+        summary = RunSummary(crawl=cfg.name, kind="plan", dry_run=True)
+        summary.run_id = f"plan-{int(time.time() * 1000)}"
+        summary.target, summary.model_key = env.store.target, env.keys.model_key
+        started = time.monotonic()
+        try:
+            from ingest.versions import model_changed
+
+            if ledger is not None and model_changed(env):
+                summary.warnings.append(
+                    "the embedder changed: a run first re-embeds every stored chunk into a new version"
+                )
+            crawl_and_sync(env, path, summary, hooks, crawler, page_store=pages, urls=urls, write=False)
+            if summary.status == RunStatus.RUNNING:
+                summary.status = RunStatus.OK
+        except Exception as exc:
+            summary.status, summary.message = RunStatus.FAILED, _first_line(exc)
+            raise RunFailed(summary.message, summary) from exc
+        finally:
+            summary.seconds = round(time.monotonic() - started, 3)
+            summary.estimated_cost_usd = env.embedder.estimate_cost(summary.tokens_embedded)
+            pages.close()
+            if ledger is not None:
+                ledger.close()
+    return summary

@@ -1,0 +1,133 @@
+"""The spider's page store, its link cache, and the per-URL outcomes of runs.
+
+The spider subprocess appends one ``fetched`` row per requested page while the run reads them in
+batches (``fetched_after``); bodies are zlib-compressed and dropped when the next run starts. The
+``outcomes`` of a run (what happened to each URL: new, unchanged, skipped and why, deleted...) feed
+``webvec report`` and are kept for the last few runs of each crawl.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ingest.model import SkipKind
+from ingest.state.rows import FetchedPage, OutcomeRow
+from ingest.state.schema import as_utc, fetched, outcomes, page_links, runs
+
+# Runs per crawl whose outcomes are kept for `webvec report`.
+KEEP_OUTCOME_RUNS = 5
+
+
+class FetchedMixin:
+    """Page store, link cache and outcomes (part of :class:`ingest.state.StateDB`)."""
+
+    engine: Engine
+
+    def add_fetched(self, run_id: str, page: FetchedPage) -> None:
+        """Store one fetched (or skipped) page of a run."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                fetched.insert().values(
+                    run_id=run_id,
+                    url=page.url,
+                    final_url=page.final_url,
+                    status=page.status,
+                    content_type=page.content_type,
+                    etag=page.etag,
+                    last_modified=page.last_modified,
+                    fetched_at=page.fetched_at,
+                    depth=page.depth,
+                    body=zlib.compress(page.body, 3) if page.body is not None else None,
+                    skip_reason=page.skip_reason,
+                    skip_kind=str(page.skip_kind) if page.skip_kind else None,
+                )
+            )
+
+    def fetched_after(self, run_id: str, after_seq: int = 0, limit: int = 200) -> list[FetchedPage]:
+        """Pages of a run stored after ``after_seq``, in storage order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                fetched.select()
+                .where(fetched.c.run_id == run_id, fetched.c.seq > after_seq)
+                .order_by(fetched.c.seq)
+                .limit(limit)
+            ).mappings()
+            return [
+                FetchedPage(
+                    url=r["url"],
+                    final_url=r["final_url"],
+                    status=r["status"],
+                    fetched_at=as_utc(r["fetched_at"]),
+                    content_type=r["content_type"],
+                    etag=r["etag"],
+                    last_modified=r["last_modified"],
+                    depth=r["depth"],
+                    body=zlib.decompress(r["body"]) if r["body"] is not None else None,
+                    skip_reason=r["skip_reason"],
+                    skip_kind=SkipKind(r["skip_kind"]) if r["skip_kind"] else None,
+                    seq=r["seq"],
+                    run_id=r["run_id"],
+                )
+                for r in rows
+            ]
+
+    def purge_fetched(self, crawl: str, keep_run_id: str | None = None) -> None:
+        """Drop stored pages of this crawl's other runs (the ledger keeps what later runs need), and
+        outcomes older than the last KEEP_OUTCOME_RUNS runs."""
+        older = sa.select(runs.c.run_id).where(runs.c.crawl == crawl)
+        if keep_run_id:
+            older = older.where(runs.c.run_id != keep_run_id)
+        recent = (
+            sa.select(runs.c.run_id)
+            .where(runs.c.crawl == crawl)
+            .order_by(runs.c.started_at.desc())
+            .limit(KEEP_OUTCOME_RUNS)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(fetched.delete().where(fetched.c.run_id.in_(older)))
+            keep = [r.run_id for r in conn.execute(recent)]
+            conn.execute(
+                outcomes.delete().where(outcomes.c.run_id.in_(older), outcomes.c.run_id.not_in(keep))
+            )
+
+    def delete_fetched(self, run_id: str) -> None:
+        """Drop the pages one run stored (a dry run leaves nothing behind)."""
+        with self.engine.begin() as conn:
+            conn.execute(fetched.delete().where(fetched.c.run_id == run_id))
+
+    # -- link cache ------------------------------------------------------------------------------
+    def save_links(self, crawl: str, url: str, links: list[str]) -> None:
+        """Remember the out-links of a page (replacing what was there)."""
+        with self.engine.begin() as conn:
+            conn.execute(page_links.delete().where(page_links.c.crawl == crawl, page_links.c.url == url))
+            conn.execute(page_links.insert().values(crawl=crawl, url=url, links=links))
+
+    def load_links(self, crawl: str) -> dict[str, list[str]]:
+        """Out-links of every page of a crawl the spider has seen."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(page_links.c.url, page_links.c.links).where(page_links.c.crawl == crawl)
+            )
+            return {r.url: list(r.links) for r in rows}
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def add_outcomes(self, run_id: str, rows: Sequence[OutcomeRow]) -> None:
+        """Record what happened to URLs in a run."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(outcomes.insert(), [{"run_id": run_id, **r} for r in rows])
+
+    def outcomes_of(self, run_id: str) -> list[OutcomeRow]:
+        """The outcomes of one run, in the order they were recorded."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outcomes.c.url, outcomes.c.outcome, outcomes.c.kind, outcomes.c.detail)
+                .where(outcomes.c.run_id == run_id)
+                .order_by(outcomes.c.seq)
+            ).mappings()
+            return [cast(OutcomeRow, dict(r)) for r in rows]
