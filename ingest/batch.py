@@ -24,7 +24,7 @@ import numpy as np
 from ingest.chunking import Chunk, chunk_markdown
 from ingest.dedup import NearDuplicateIndex, simhash
 from ingest.embedders import Embedder
-from ingest.errors import InputRejectedError
+from ingest.embedders.base import embed_partial
 from ingest.extract import Document, Skip
 from ingest.ids import doc_prefix
 from ingest.model import Outcome, PageStatus, SkipKind
@@ -308,8 +308,9 @@ def embed_chunks(
 ) -> Embedded:
     """Stage 5: embed only texts whose (model_key, text_hash) is not cached; cache the new ones.
 
-    Inputs the embedder rejects (:class:`InputRejectedError`) are returned in ``rejected``; the
-    caller quarantines their chunks and writes the rest. ``bypass_cache`` embeds every text afresh.
+    Inputs the embedder rejects (:class:`~ingest.errors.InputRejectedError`) are returned in
+    ``rejected``; the write stage quarantines their chunks and writes the rest. ``bypass_cache``
+    embeds every text afresh.
     """
     texts: dict[str, Chunk] = {}
     for c in chunks:
@@ -321,12 +322,9 @@ def embed_chunks(
     fresh: dict[str, np.ndarray] = {}
     rejected: dict[str, str] = {}
     if missing and write:
-        try:
-            vectors = embedder.embed([c.text for c in missing], progress=progress)
-            fresh = {c.text_hash: vectors[i] for i, c in enumerate(missing)}
-        except InputRejectedError as exc:
-            fresh = {missing[i].text_hash: v for i, v in exc.vectors.items()}
-            rejected = {missing[i].text_hash: reason for i, reason in exc.rejected.items()}
+        vectors, refused = embed_partial(embedder, [c.text for c in missing], progress)
+        fresh = {c.text_hash: vectors[i] for i, c in enumerate(missing) if i not in refused}
+        rejected = {missing[i].text_hash: reason for i, reason in refused.items()}
         db.cache_vectors(model_key, fresh, replace=bypass_cache)
     return Embedded(
         vectors={**cached, **fresh},

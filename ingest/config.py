@@ -212,6 +212,12 @@ class PineconeStoreConfig(_Strict):
     host: str | None = None
     api_key_env: str = "PINECONE_API_KEY"
     max_concurrency: int = Field(4, ge=1, le=64)
+    timeout_s: float = Field(30.0, gt=0, description="seconds one request may take before it is retried")
+    retry_budget_s: float = Field(
+        120.0,
+        gt=0,
+        description="one budget for all retries of one store operation (e.g. one upsert of many requests)",
+    )
 
     @field_validator("index")
     @classmethod

@@ -9,7 +9,11 @@
     ├── TransientError          429 rate limit, 5xx, timeouts, dropped connections: retry with backoff
     └── PermanentError          401, invalid input, insufficient quota, unknown model: stop at once
         ├── DimensionMismatchError  an existing index/collection has another dimension
-        └── InputRejectedError      some inputs of an embed call were refused (the rest were embedded)
+        └── InputRejectedError      some inputs of an ``embed`` call were refused (or gave unusable
+                                    vectors); the others were embedded: ``rejected`` says which and
+                                    why, ``vectors`` holds the others. Quarantine those, write the rest
+
+``MissingExtraError`` (an optional dependency is not installed) is a ``ConfigError``.
 
 Adapters map vendor errors to this tree once, at the seam. Messages say what to do and never contain
 a secret (adapters pass API keys to SDKs, never into messages).
@@ -17,7 +21,12 @@ a secret (adapters pass API keys to SDKs, never into messages).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 class WebvecError(Exception):
@@ -46,6 +55,10 @@ class TransientError(WebvecError):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps retry_after through pickling (Prefect results, Dask workers).
+        return (_rebuild, (type(self), (str(self),), {"retry_after": self.retry_after}))
+
 
 class PermanentError(WebvecError):
     """A failure that retrying cannot fix (bad key, invalid input, quota, unknown model)."""
@@ -56,17 +69,32 @@ class DimensionMismatchError(PermanentError):
 
 
 class InputRejectedError(PermanentError):
-    """The embedder refused some inputs (invalid input, a vector failing validation) and embedded the rest.
+    """Some inputs of one ``embed`` call cannot be embedded; every other input was.
 
-    ``rejected`` maps the index of each refused text to the reason; ``vectors`` holds the vectors of
-    the others by index. The caller quarantines the refused texts instead of failing the run.
+    Raised by an embedder only after it embedded all the inputs it could, when the provider refused
+    some inputs themselves (a 400 about the input, not about the key, the model or the quota) or
+    returned an unusable vector for them (non-finite values, all zeros). Retrying the same inputs
+    fails the same way: set them aside (quarantine) and write the others.
+
+    ``rejected`` maps the index of each rejected input, in the ``texts`` given to ``embed``, to why it
+    was rejected (one line, no secret). ``vectors`` has one row per input, in input order: the vectors
+    of the accepted inputs, and NaN rows for the rejected ones, which must never be written.
+    :func:`ingest.embedders.base.embed_partial` returns both instead of raising.
     """
 
-    def __init__(self, rejected: dict[int, str], vectors: dict[int, Any]) -> None:
-        first = next(iter(rejected.values()), "")
-        super().__init__(f"{len(rejected)} input(s) rejected by the embedder, e.g. {first}")
-        self.rejected = rejected
+    def __init__(self, message: str, *, rejected: Mapping[int, str], vectors: NDArray[np.float32]) -> None:
+        super().__init__(message)
+        self.rejected = dict(sorted(rejected.items()))
         self.vectors = vectors
+
+    @property
+    def accepted(self) -> list[int]:
+        """Indices of the inputs that were embedded (their rows of ``vectors`` are good)."""
+        return [i for i in range(len(self.vectors)) if i not in self.rejected]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: without this, pickling (Prefect results, Dask workers) loses them.
+        return (_rebuild, (type(self), (str(self),), {"rejected": self.rejected, "vectors": self.vectors}))
 
 
 class MissingExtraError(ConfigError):
@@ -74,3 +102,13 @@ class MissingExtraError(ConfigError):
 
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(f"{module} is not installed: pip install 'webvec[{extra}]'")
+        self.extra = extra
+        self.module = module
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.extra, self.module))
+
+
+def _rebuild(cls: type[WebvecError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> WebvecError:
+    """Unpickle an error whose constructor takes keyword-only arguments."""
+    return cls(*args, **kwargs)

@@ -4,31 +4,43 @@ Requests
     ``embed(texts)`` packs consecutive texts into requests of at most ``max_batch_inputs`` inputs
     (OpenAI: 2048) and ``max_request_tokens`` tokens (OpenAI: 300k; further capped by
     ``tokens_per_minute``), counted with tiktoken ``encode_ordinary``. Up to ``max_concurrency``
-    requests are in flight at once (threads sharing the SDK's sync client, so ``embed`` stays a plain
-    call that also works inside a running event loop). A client-side limiter shared by every call of
-    one embedder keeps to ``requests_per_minute`` and ``tokens_per_minute``. Vectors travel as base64
-    float32 (``encoding_format="base64"``, a quarter of the bytes of JSON floats) and are decoded here;
-    a compatible server that answers float lists anyway is accepted too.
+    requests are in flight at once (:func:`ingest.vendor.fan_out`: threads sharing the SDK's sync
+    client, so ``embed`` stays a plain call that also works inside a running event loop). A
+    client-side :class:`~ingest.vendor.RateLimiter` shared by every call of one embedder keeps to
+    ``requests_per_minute`` and ``tokens_per_minute``. Vectors travel as base64 float32
+    (``encoding_format="base64"``, a quarter of the bytes of JSON floats) and are decoded here; a
+    compatible server that answers float lists anyway is accepted too. ``progress`` (optional) is
+    called with the number of texts each request finished.
 
 Retries
-    The SDK's own retries are off (``max_retries=0``): there is one retry loop, here. Transient
-    failures (429 rate limit, 408/409, 5xx, timeouts, dropped connections) are retried with
-    exponential backoff and jitter, waiting at least what the server asked for (``retry-after-ms``,
-    ``retry-after``, ``x-ratelimit-reset-requests|tokens``); a 429 also halves the limiter's rates
-    (when limits are configured) and pauses every request of this embedder for the asked delay.
-    All retries of one ``embed`` call share one budget of ``retry_budget_s`` seconds: the wall time
-    during which some request of the call is failing. No retry starts once the budget is spent (or
-    when the server asks for a longer wait than is left), and the call raises :class:`TransientError`.
+    The SDK's own retries are off (``max_retries=0``): there is one retry loop,
+    :func:`ingest.vendor.call_with_retries`, with its one Retry-After rule (wait at least what the
+    server asks; give up at once when that is more than is left of the budget). Transient failures
+    (429 rate limit, 408/409, 5xx, timeouts, dropped connections) are retried with exponential backoff
+    and jitter; a 429 also halves the limiter's rates (when limits are configured) and pauses every
+    request of this embedder for the asked delay. All retries of one ``embed`` call share one budget
+    of ``embedder.retry_budget_s`` seconds, then the call raises :class:`TransientError`.
     **Callers (the Prefect flow) must not add retries of their own on top** — that would multiply the
     waits and the requests; re-running the flow later is the retry of last resort.
 
     Permanent failures stop at once with one line: 401 (bad key, naming the environment variable),
-    400/422 invalid input, 403, 404 (unknown model), 429 ``insufficient_quota`` (billing).
+    403, 404 (unknown model), 429 ``insufficient_quota`` (billing), and a 400/422 about a request
+    parameter (``model``, ``dimensions``, ``encoding_format``, ``user``).
+
+Rejected inputs
+    Any other 400/422 is taken to be about the inputs. The request's inputs are then bisected: each
+    half is sent again, and so on, until every failing input is alone; an input refused on its own is
+    rejected, all the others are embedded (about ``2·k·log2(n)`` extra requests for ``k`` bad inputs
+    in a request of ``n``). A vector that comes back non-finite or all zeros rejects its input too
+    (:func:`~ingest.embedders.base.validate_vectors`). ``embed`` then raises
+    :class:`InputRejectedError` carrying the vectors of all the other inputs and, per rejected input,
+    why. If the server refuses every input of a call of two or more, that is the request, not the
+    inputs: a plain :class:`PermanentError`. Empty and over-long inputs are the caller's mistake
+    (the chunker never makes them) and raise PermanentError before anything is sent.
 
 Answers
     Exactly one vector per input, placed by ``index`` (the order of ``data`` is not trusted), of the
-    expected dimension, finite; anything else raises :class:`PermanentError` and nothing partial is
-    returned.
+    expected dimension; anything else raises :class:`PermanentError` and nothing partial is returned.
 
 Secrets
     The key is read from ``$<api_key_env>`` when the client is made, handed to the SDK and nowhere
@@ -40,26 +52,32 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
-import random
-import re
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from email.utils import parsedate_to_datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 
 from ingest.config import OpenAIEmbedderConfig
-from ingest.embedders.base import Vectors, validate_vectors
-from ingest.errors import ConfigError, MissingExtraError, PermanentError, TransientError, WebvecError
+from ingest.embedders.base import Progress, Vectors, rejection_message, validate_vectors
+from ingest.errors import ConfigError, InputRejectedError, PermanentError, TransientError, WebvecError
 from ingest.ids import model_key
 from ingest.pricing import OPENAI_MAX_INPUT_TOKENS, estimate_cost, model_info
 from ingest.tokens import get_encoding
+from ingest.vendor import (
+    Backoff,
+    RateLimiter,
+    RetryBudget,
+    api_key_from_env,
+    call_with_retries,
+    env_secret,
+    fan_out,
+    import_extra,
+    retry_after_from_headers,
+    scrub,
+)
 
 if TYPE_CHECKING:
     import tiktoken
@@ -70,180 +88,43 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 # The SDK refuses to start without a key; servers without auth ignore this one.
 _PLACEHOLDER_KEY = "no-key"
 # Rate limits are per minute, but OpenAI may enforce them over shorter periods ("60,000 requests/minute
-# may be enforced as 1,000 requests/second"): the limiter allows bursts of one second's worth.
-_BURST_S = 1.0
-_MAX_MESSAGE = 300
-_KEYLIKE_RE = re.compile(r"\bsk-[A-Za-z0-9_*.\-]{3,}")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+# may be enforced as 1,000 requests/second", platform.openai.com/docs/guides/rate-limits): the limiter
+# allows bursts of one second's worth.
+OPENAI_RATE_LIMIT_BURST_S = 1.0
+# Request parameters a 400/422 may name that are about the request, not its inputs (API reference,
+# embeddings/create); a 400 naming any other parameter, or none, is taken to be about the inputs.
+_REQUEST_PARAMS = frozenset({"model", "dimensions", "encoding_format", "user"})
 
 
-class _Cancelled(Exception):
-    """Another request of the same call failed: stop waiting."""
+class _InputRefused(PermanentError):
+    """A 400/422 about the inputs of one request: bisected by the embedder, never seen by callers."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-class RateLimiter:
-    """Client-side requests-per-minute and tokens-per-minute limits, shared by threads.
+@dataclass
+class _Part:
+    """What one request (or the bisection of one) gave: vectors, rejected inputs (local indices) and
+    how many of those the server refused (as opposed to answering with an unusable vector)."""
 
-    Two token buckets refill continuously at ``rpm/60`` and ``tpm/60`` per second and hold at most one
-    second's refill. A request may go once both levels are non-negative, and then takes its cost, going
-    into debt if need be: a large request is never starved, and the next one waits until the debt is
-    repaid. ``slow_down`` (after a 429) halves the refill rates, down to 1/8; each ``recover`` (after a
-    success) gives 5% back. ``pause`` holds every request back until a moment the server named.
-    """
+    vectors: Vectors
+    rejected: dict[int, str] = field(default_factory=dict)
+    refused: int = 0
 
-    def __init__(
-        self,
-        requests_per_minute: int | None,
-        tokens_per_minute: int | None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._clock = clock
+
+class _Reporter:
+    """Calls the caller's ``progress`` one at a time, whatever thread a request finished on."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
         self._lock = threading.Lock()
-        now = clock()
-        self._buckets: list[tuple[str, float, float]] = []  # (what, rate per second, capacity)
-        self._levels: list[float] = []
-        for what, per_minute in (("requests", requests_per_minute), ("tokens", tokens_per_minute)):
-            if per_minute is not None:
-                rate = per_minute / 60.0
-                capacity = max(1.0, rate * _BURST_S)
-                self._buckets.append((what, rate, capacity))
-                self._levels.append(capacity)
-        self._stamp = now
-        self._factor = 1.0
-        self._paused_until = now
 
-    @property
-    def factor(self) -> float:
-        """Fraction of the configured rates currently allowed (1.0 until a 429)."""
-        return self._factor
-
-    def _reserve(self, tokens: int) -> float:
-        now = self._clock()
-        elapsed, self._stamp = now - self._stamp, now
-        delay = max(0.0, self._paused_until - now)
-        for i, (what, rate, capacity) in enumerate(self._buckets):
-            r = rate * self._factor
-            level = min(capacity, self._levels[i] + elapsed * r)
-            if level < 0:
-                delay = max(delay, -level / r)
-            self._levels[i] = level - (1 if what == "requests" else tokens)
-        return delay
-
-    def acquire(self, tokens: int, cancel: threading.Event | None = None) -> float:
-        """Block until a request of ``tokens`` tokens may go; return the seconds waited."""
-        started = self._clock()
-        with self._lock:
-            go_at = started + self._reserve(tokens)
-        while True:
-            delay = go_at - self._clock()
-            if delay > 0:
-                if cancel is not None:
-                    if cancel.wait(delay):
-                        raise _Cancelled
-                else:
-                    time.sleep(delay)
-            with self._lock:  # a pause may have begun while this request waited
-                if self._paused_until <= self._clock():
-                    return self._clock() - started
-                go_at = self._paused_until
-
-    def pause(self, seconds: float) -> None:
-        """Let no request go for ``seconds`` (the server's retry-after)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
-
-    def slow_down(self) -> None:
-        """Halve the allowed rates (not below 1/8 of the configured ones) after a 429."""
-        with self._lock:
-            self._factor = max(0.125, self._factor / 2)
-
-    def recover(self) -> None:
-        """Give back 5% of the configured rates after a success."""
-        if self._factor < 1.0:
+    def __call__(self, n: int) -> None:
+        if self._progress is not None:
             with self._lock:
-                self._factor = min(1.0, self._factor + 0.05)
-
-
-class _CallBudget:
-    """Retry budget of one ``embed`` call: wall time during which at least one of its requests fails."""
-
-    def __init__(self, budget_s: float) -> None:
-        self.budget_s = budget_s
-        self.cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._failing = 0
-        self._since = 0.0
-        self._spent = 0.0
-
-    def enter(self) -> None:
-        with self._lock:
-            if self._failing == 0:
-                self._since = time.monotonic()
-            self._failing += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self._failing -= 1
-            if self._failing == 0:
-                self._spent += time.monotonic() - self._since
-
-    def spent(self) -> float:
-        with self._lock:
-            return self._spent + (time.monotonic() - self._since if self._failing else 0.0)
-
-    def stop(self, state: RetryCallState) -> bool:
-        return self.cancel.is_set() or self.spent() + state.upcoming_sleep > self.budget_s
-
-    def sleep(self, seconds: float) -> None:
-        if self.cancel.wait(seconds):
-            raise _Cancelled
-
-
-def _parse_duration(value: str) -> float | None:
-    """'1s', '6m0s', '20ms', '1h2m3.5s', '0.5' → seconds."""
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parts = _DURATION_RE.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asked the client to wait, from OpenAI's headers, or None when it did not say.
-
-    ``retry-after-ms`` first, then ``retry-after`` (seconds or an HTTP date), then the
-    ``x-ratelimit-reset-*`` of the exhausted limit(s) (of any present, if none says it is exhausted).
-    """
-    h = {k.lower(): v for k, v in headers.items()}
-    try:
-        if "retry-after-ms" in h:
-            return max(0.0, float(h["retry-after-ms"]) / 1000.0)
-    except ValueError:
-        pass
-    if "retry-after" in h:
-        try:
-            return max(0.0, float(h["retry-after"]))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(h["retry-after"]).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    resets: dict[str, float] = {}
-    for what in ("requests", "tokens"):
-        raw = h.get(f"x-ratelimit-reset-{what}")
-        seconds = _parse_duration(raw) if raw else None
-        if seconds is not None:
-            resets[what] = seconds
-    exhausted = [s for what, s in resets.items() if h.get(f"x-ratelimit-remaining-{what}", "").strip() == "0"]
-    if exhausted:
-        return max(exhausted)
-    return min(resets.values()) if resets else None
+                self._progress(n)
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -258,19 +139,15 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError:
-        raise MissingExtraError("openai", "openai") from None
-    return openai
+    return import_extra("openai", "openai")
 
 
 class OpenAIEmbedder:
     """The Embedder for ``kind: openai`` (see the module docstring for requests, retries and answers).
 
     ``tokens_used`` (tokens billed, from the server's usage), ``requests_made`` (HTTP requests sent,
-    retries included) and ``retries`` accumulate over the embedder's life, for the run summary.
-    ``limiter`` is the :class:`RateLimiter` every call of this embedder shares.
+    retries and bisection included) and ``retries`` accumulate over the embedder's life, for the run
+    summary. ``limiter`` is the :class:`RateLimiter` every call of this embedder shares.
     """
 
     def __init__(self, cfg: OpenAIEmbedderConfig) -> None:
@@ -288,10 +165,10 @@ class OpenAIEmbedder:
         self._model_key = model_key(
             {"kind": "openai", "model": cfg.model, "dimension": self._dimension, "base_url": self._base_url}
         )
-        self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
-        # Backoff scaled to the budget, so a small budget (tests) also means short waits.
-        self._backoff_initial = min(0.5, cfg.retry_budget_s / 20)
-        self._backoff_max = min(20.0, cfg.retry_budget_s / 4)
+        self.limiter = RateLimiter(
+            cfg.requests_per_minute, cfg.tokens_per_minute, burst_s=OPENAI_RATE_LIMIT_BURST_S
+        )
+        self._backoff = Backoff.for_budget(cfg.retry_budget_s)
         self._client: Any = None
         self._enc: tiktoken.Encoding | None = None
         self._client_lock = threading.Lock()
@@ -343,15 +220,9 @@ class OpenAIEmbedder:
         )
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.cfg.api_key_env, "").strip()
-        if key:
-            return key
         if self.cfg.base_url is not None:
-            return _PLACEHOLDER_KEY
-        raise ConfigError(
-            f"embedder.api_key_env: environment variable {self.cfg.api_key_env} is not set; "
-            "export your OpenAI API key in it"
-        )
+            return env_secret(self.cfg.api_key_env) or _PLACEHOLDER_KEY
+        return api_key_from_env(self.cfg.api_key_env, setting="embedder.api_key_env", vendor="OpenAI")
 
     def _get_client(self) -> Any:
         with self._client_lock:
@@ -402,11 +273,16 @@ class OpenAIEmbedder:
         """Estimated USD for ``tokens`` tokens at OpenAI's list price (0.0 for an unknown model)."""
         return estimate_cost(self.cfg.model, tokens)
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> Vectors:
         """Vectors for ``texts``, float32 (len(texts), dimension), in input order.
 
+        ``progress``, when given, is called with the number of texts each request finished (embedded
+        or rejected), from the request threads but never two calls at once.
+
         Raises PermanentError for an empty or over-long input (before sending anything) and for any
-        permanent server refusal or malformed answer; TransientError when the retry budget is spent.
+        permanent server refusal or malformed answer; InputRejectedError (a PermanentError) after
+        embedding all other inputs when the server refused some inputs or returned unusable vectors
+        for them (see the module docstring); TransientError when the retry budget is spent.
         """
         texts = list(texts)
         if not texts:
@@ -414,32 +290,38 @@ class OpenAIEmbedder:
         counts = self._validate(texts)
         batches = self._pack(counts)
         client = self._get_client()
-        budget = _CallBudget(self.cfg.retry_budget_s)
+        budget = RetryBudget(self.cfg.retry_budget_s, setting="embedder.retry_budget_s")
+        report = _Reporter(progress)
+        parts = fan_out(
+            lambda sl: self._embed_span(client, texts[sl], counts[sl], budget, report),
+            batches,
+            max_workers=self.cfg.max_concurrency,
+            cancel=budget.cancel,
+            thread_name="webvec-openai",
+        )
         out = np.empty((len(texts), self._dimension), dtype=np.float32)
-        workers = min(self.cfg.max_concurrency, len(batches))
-        if workers == 1:
-            for sl in batches:
-                out[sl] = self._run_batch(client, texts[sl], sum(counts[sl]), budget)
-            return out
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webvec-openai")
-        futures: dict[Future[Vectors], slice] = {
-            pool.submit(self._run_batch, client, texts[sl], sum(counts[sl]), budget): sl for sl in batches
-        }
-        try:
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                if fut.exception() is not None:
-                    raise fut.exception()  # type: ignore[misc]
-            for fut, sl in futures.items():
-                out[sl] = fut.result()
-        except BaseException:
-            budget.cancel.set()  # the other requests stop waiting; in-flight ones end within timeout_s
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        rejected: dict[int, str] = {}
+        refused = 0
+        for sl, part in zip(batches, parts, strict=True):
+            out[sl] = part.vectors
+            rejected.update({sl.start + i: why for i, why in part.rejected.items()})
+            refused += part.refused
+        if rejected:
+            if refused == len(texts) > 1:
+                raise PermanentError(
+                    f"OpenAI embeddings: {self._where} refused every one of the {len(texts)} inputs, even "
+                    f"one by one ({rejected[0]}): the request, not the inputs, is at fault"
+                )
+            raise InputRejectedError(
+                rejection_message("OpenAI embeddings", rejected, len(texts)), rejected=rejected, vectors=out
+            )
         return out
 
     # -- internals ------------------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return self._base_url or "OpenAI"
 
     def _validate(self, texts: list[str]) -> list[int]:
         for i, text in enumerate(texts):
@@ -476,54 +358,40 @@ class OpenAIEmbedder:
         batches.append(slice(start, len(counts)))
         return batches
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        backoff = min(self._backoff_max, self._backoff_initial * 2 ** (state.attempt_number - 1))
-        if retry_after is not None:
-            return retry_after * random.uniform(1.0, 1.1) + random.uniform(0, self._backoff_initial / 2)
-        return random.uniform(backoff / 2, backoff)
-
-    def _before_sleep(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s; retry %d in %.2fs", exc, state.attempt_number, state.upcoming_sleep)
-
-    def _run_batch(self, client: Any, batch: list[str], tokens: int, budget: _CallBudget) -> Vectors:
-        failing = False
-
-        def attempt() -> Vectors:
-            nonlocal failing
-            self.limiter.acquire(tokens, budget.cancel)
-            if failing:
-                with self._stats_lock:
-                    self.retries += 1
-            try:
-                return self._request(client, batch, tokens)
-            except TransientError:
-                if not failing:
-                    failing = True
-                    budget.enter()
-                raise
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=self._wait,
-            stop=budget.stop,
-            sleep=budget.sleep,
-            before_sleep=self._before_sleep,
-        )
+    def _embed_span(
+        self, client: Any, batch: list[str], counts: list[int], budget: RetryBudget, report: _Reporter
+    ) -> _Part:
+        """One request for ``batch``; when the server refuses its inputs, the halves, recursively."""
         try:
-            return retrying(attempt)  # type: ignore[no-any-return]
-        except RetryError as err:
-            last = err.last_attempt.exception()
-            raise TransientError(
-                f"{last} — gave up after {err.last_attempt.attempt_number} attempts: the retry budget "
-                f"of {self.cfg.retry_budget_s:g}s (embedder.retry_budget_s) is spent",
-                retry_after=getattr(last, "retry_after", None),
-            ) from None
-        finally:
-            if failing:
-                budget.leave()
+            part = _Part(self._run_batch(client, batch, sum(counts), budget))
+        except InputRejectedError as err:  # unusable vectors in the answer: those inputs, no others
+            part = _Part(err.vectors, dict(err.rejected))
+        except _InputRefused as err:
+            if len(batch) == 1:
+                log.warning("OpenAI embeddings: an input was rejected: %s", err.reason)
+                part = _Part(np.full((1, self._dimension), np.nan, dtype=np.float32), {0: err.reason}, 1)
+            else:
+                mid = len(batch) // 2
+                left = self._embed_span(client, batch[:mid], counts[:mid], budget, report)
+                right = self._embed_span(client, batch[mid:], counts[mid:], budget, report)
+                return _Part(
+                    np.concatenate([left.vectors, right.vectors]),
+                    {**left.rejected, **{mid + i: why for i, why in right.rejected.items()}},
+                    left.refused + right.refused,
+                )
+        report(len(batch))
+        return part
+
+    def _count_retry(self, _: TransientError) -> None:
+        with self._stats_lock:
+            self.retries += 1
+
+    def _run_batch(self, client: Any, batch: list[str], tokens: int, budget: RetryBudget) -> Vectors:
+        def attempt() -> Vectors:
+            self.limiter.acquire(tokens, budget.cancel)
+            return self._request(client, batch, tokens)
+
+        return call_with_retries(attempt, budget, backoff=self._backoff, on_retry=self._count_retry)
 
     def _request(self, client: Any, batch: list[str], tokens: int) -> Vectors:
         openai = _import_openai()
@@ -583,16 +451,11 @@ class OpenAIEmbedder:
         return validate_vectors(out, n, self._dimension)
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.cfg.api_key_env, "").strip()
-        if key:
-            text = text.replace(key, "***")
-        text = _KEYLIKE_RE.sub("sk-***", text)
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+        return scrub(text, env_secret(self.cfg.api_key_env))
 
     def _map_error(self, exc: Exception, openai: Any) -> WebvecError:
         """The one place vendor exceptions become webvec's: TransientError or PermanentError."""
-        where = self._base_url or "OpenAI"
+        where = self._where
         if isinstance(exc, openai.APITimeoutError):
             return TransientError(f"OpenAI embeddings: no answer from {where} within {self.cfg.timeout_s:g}s")
         if isinstance(exc, openai.APIConnectionError):
@@ -628,7 +491,19 @@ class OpenAIEmbedder:
                 "check embedder.model and embedder.base_url"
             )
         suffix = f" {code}" if code else ""
-        return PermanentError(f"OpenAI embeddings: {where} refused the request ({status}{suffix}): {message}")
+        refusal = f"{where} refused the request ({status}{suffix}): {message}"
+        param = getattr(exc, "param", None) or body.get("param")
+        if status in (400, 422) and param not in _REQUEST_PARAMS:
+            return _InputRefused(
+                f"OpenAI embeddings: {refusal}", reason=f"refused by the server ({status}{suffix}): {message}"
+            )
+        return PermanentError(f"OpenAI embeddings: {refusal}")
 
 
-__all__ = ["OPENAI_BASE_URL", "OpenAIEmbedder", "RateLimiter", "retry_after_from_headers"]
+__all__ = [
+    "OPENAI_BASE_URL",
+    "OPENAI_RATE_LIMIT_BURST_S",
+    "OpenAIEmbedder",
+    "RateLimiter",
+    "retry_after_from_headers",
+]

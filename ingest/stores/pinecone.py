@@ -20,11 +20,15 @@ Limits (Pinecone operation limits, docs.pinecone.io/reference/api/database-limit
     per request. All-zero vectors are refused before sending: Pinecone rejects them.
 
 Errors
-    One retry layer, ours: 429, 5xx, timeouts and dropped connections are retried with jittered
-    exponential backoff (honouring ``Retry-After``) within a time budget, then :class:`TransientError`;
-    400/401/403/404/413 become :class:`PermanentError` at once. The SDK's own retries are switched off
-    so that budgets do not multiply. The API key is read from ``store.api_key_env`` and never appears
-    in messages, logs or :attr:`PineconeStore.target`.
+    One retry layer, :func:`ingest.vendor.call_with_retries` (the same as the OpenAI embedder's):
+    429, 408, 5xx, timeouts and dropped connections are retried with jittered exponential backoff
+    within one budget of ``store.retry_budget_s`` seconds per operation (one ``upsert`` of many
+    requests shares one), then :class:`TransientError`. A ``Retry-After`` is honoured as asked, with
+    no cap; when it asks for more than is left of the budget, the operation gives up at once with a
+    TransientError saying so. 400/401/403/404/413 become :class:`PermanentError` at once. The SDK's
+    own retries are switched off so that budgets do not multiply. Each request may take
+    ``store.timeout_s``. The API key is read from ``store.api_key_env`` and never appears in
+    messages, logs or :attr:`PineconeStore.target`; server messages are scrubbed of it.
 """
 
 from __future__ import annotations
@@ -34,35 +38,35 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
 from ingest.config import PineconeStoreConfig
 from ingest.errors import (
     ConfigError,
     DimensionMismatchError,
-    MissingExtraError,
     PermanentError,
     TransientError,
     WebvecError,
 )
 from ingest.stores.base import QueryHit, VectorRecord
+from ingest.vendor import (
+    Backoff,
+    RetryBudget,
+    api_key_from_env,
+    call_with_retries,
+    env_secret,
+    fan_out,
+    import_extra,
+    retry_after_from_headers,
+    scrub,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,8 +105,10 @@ def index_name_for(name: str) -> str:
 class PineconeStore:
     """One namespace of one Pinecone serverless index (see the module docstring).
 
-    ``retry_budget_s``/``max_attempts`` bound the retries of one request; the ``backoff_*``,
-    ``ready_*`` and ``request_timeout_s`` knobs exist mostly so tests can keep them small.
+    The keyword arguments exist mostly so tests can keep delays small: ``retry_budget_s`` and
+    ``request_timeout_s`` override ``store.retry_budget_s`` / ``store.timeout_s``; ``max_attempts``
+    also caps the attempts of one request (default: only the budget does); ``backoff_*`` default to
+    :meth:`Backoff.for_budget`; ``ready_*`` pace the wait for a new index.
     """
 
     def __init__(
@@ -110,26 +116,29 @@ class PineconeStore:
         cfg: PineconeStoreConfig,
         name: str,
         *,
-        retry_budget_s: float = 120.0,
-        max_attempts: int = 10,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 20.0,
+        retry_budget_s: float | None = None,
+        max_attempts: int | None = None,
+        backoff_initial_s: float | None = None,
+        backoff_max_s: float | None = None,
         ready_timeout_s: float = 300.0,
         ready_poll_s: float = 1.0,
-        request_timeout_s: float = 30.0,
+        request_timeout_s: float | None = None,
     ) -> None:
         if not name:
             raise ConfigError("a Pinecone namespace name is required")
         self.cfg = cfg
         self.namespace = name
         self.index_name = cfg.index or index_name_for(name)
-        self._retry_budget_s = retry_budget_s
+        self._retry_budget_s = cfg.retry_budget_s if retry_budget_s is None else retry_budget_s
         self._max_attempts = max_attempts
-        self._backoff = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s)
-        self._backoff_max_s = backoff_max_s
+        default = Backoff.for_budget(self._retry_budget_s)
+        self._backoff = Backoff(
+            initial_s=default.initial_s if backoff_initial_s is None else backoff_initial_s,
+            max_s=default.max_s if backoff_max_s is None else backoff_max_s,
+        )
         self._ready_timeout_s = ready_timeout_s
         self._ready_poll_s = ready_poll_s
-        self._request_timeout_s = request_timeout_s
+        self._request_timeout_s = cfg.timeout_s if request_timeout_s is None else request_timeout_s
         self._lock = threading.RLock()
         self._pc: Any = None  # pinecone.Pinecone (control plane)
         self._index: Any = None  # pinecone.Index (data plane)
@@ -150,13 +159,7 @@ class PineconeStore:
         self._api_key()
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.cfg.api_key_env, "").strip()
-        if not key:
-            raise ConfigError(
-                f"store.api_key_env: environment variable {self.cfg.api_key_env} is not set "
-                "(it must hold the Pinecone API key)"
-            )
-        return key
+        return api_key_from_env(self.cfg.api_key_env, setting="store.api_key_env", vendor="Pinecone")
 
     def _control(self) -> Any:
         with self._lock:
@@ -293,20 +296,22 @@ class PineconeStore:
         """
         if not records:
             return 0
-        index = self._data()
+        index: Any = self._data()  # required: never None
         orjson = _orjson()
         unique = list({r.id: r for r in records}.values())
         sized = [self._wire_record(r, orjson) for r in unique]
         batches = self._pack(sized, orjson)
         log.debug("upserting %d records to %s in %d requests", len(unique), self.target, len(batches))
+        budget = self._budget()
 
         def send(batch: list[dict[str, Any]]) -> None:
             self._call(
                 f"upsert of {len(batch)} records",
                 lambda: index.upsert(vectors=batch, namespace=self.namespace),
+                budget,
             )
 
-        self._run_all(send, batches)
+        self._run_all(send, batches, budget)
         return len(unique)
 
     def _wire_record(self, record: VectorRecord, orjson: Any) -> tuple[dict[str, Any], int]:
@@ -395,19 +400,10 @@ class PineconeStore:
             batches.append(current)
         return batches
 
-    def _run_all(self, fn: Callable[[T], None], items: list[T]) -> None:
+    def _run_all(self, fn: Callable[[T], None], items: list[T], budget: RetryBudget) -> None:
         """``fn`` over ``items``, ``store.max_concurrency`` at a time; the first error stops the rest."""
-        if len(items) == 1:
-            fn(items[0])
-            return
-        with ThreadPoolExecutor(max_workers=min(self.cfg.max_concurrency, len(items))) as pool:
-            futures: list[Future[None]] = [pool.submit(fn, item) for item in items]
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-        for future in futures:
-            if not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+        workers = self.cfg.max_concurrency
+        fan_out(fn, items, max_workers=workers, cancel=budget.cancel, thread_name="webvec-pinecone")
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete by id, ≤1000 ids per request; unknown ids are ignored. Returns how many were asked."""
@@ -419,15 +415,16 @@ class PineconeStore:
         pc_mod = _sdk()
         unique = list(dict.fromkeys(ids))
         batches = [unique[i : i + MAX_DELETE_IDS] for i in range(0, len(unique), MAX_DELETE_IDS)]
+        budget = self._budget()
 
         def send(batch: list[str]) -> None:
             def op() -> None:
                 with contextlib.suppress(pc_mod.NotFoundError):  # no such namespace: nothing to delete
                     index.delete(ids=batch, namespace=self.namespace)
 
-            self._call(f"delete of {len(batch)} ids", op)
+            self._call(f"delete of {len(batch)} ids", op, budget)
 
-        self._run_all(send, batches)
+        self._run_all(send, batches, budget)
         return len(ids)
 
     def drop(self) -> None:
@@ -516,8 +513,12 @@ class PineconeStore:
 
     # -- retries and error mapping ---------------------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one request: transient failures retried within the budget, SDK errors mapped."""
+    def _budget(self) -> RetryBudget:
+        return RetryBudget(self._retry_budget_s, setting="store.retry_budget_s")
+
+    def _call(self, what: str, fn: Callable[[], T], budget: RetryBudget | None = None) -> T:
+        """Run one request: transient failures retried within ``budget`` (a new one when not given:
+        the operation is this one request), SDK errors mapped."""
 
         def attempt() -> T:
             try:
@@ -527,29 +528,9 @@ class PineconeStore:
             except Exception as exc:
                 raise self._map_error(what, exc) from exc
 
-        def give_up(state: RetryCallState) -> T:
-            exc = state.outcome.exception() if state.outcome else None
-            raise TransientError(
-                f"{exc} (gave up after {state.attempt_number} attempts in "
-                f"{state.seconds_since_start or 0.0:.1f} s)",
-                retry_after=getattr(exc, "retry_after", None),
-            ) from None
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self._max_attempts) | stop_before_delay(self._retry_budget_s),
-            wait=self._wait,
-            retry_error_callback=give_up,
-            reraise=True,
+        return call_with_retries(
+            attempt, budget or self._budget(), backoff=self._backoff, max_attempts=self._max_attempts
         )
-        return retrying(attempt)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            return float(min(retry_after, self._backoff_max_s))
-        return float(self._backoff(state))
 
     def _map_error(self, what: str, exc: Exception) -> WebvecError:
         """One WebvecError for an SDK (or transport) exception; the message never holds the key."""
@@ -561,12 +542,15 @@ class PineconeStore:
         if isinstance(exc, pc_mod.PineconeTimeoutError | pc_mod.PineconeConnectionError):
             return TransientError(f"{where}: {type(exc).__name__}: {message}")
         if isinstance(status, int):
+            # The SDK parses only a Retry-After in seconds; the shared parser also reads HTTP dates.
+            headers = getattr(exc, "headers", None)
+            retry_after = retry_after_from_headers(headers if isinstance(headers, Mapping) else None)
+            if retry_after is None:
+                retry_after = getattr(exc, "retry_after", None)
             if status == 429:
-                return TransientError(
-                    f"{where}: rate limited (429): {message}", retry_after=getattr(exc, "retry_after", None)
-                )
+                return TransientError(f"{where}: rate limited (429): {message}", retry_after=retry_after)
             if status == 408 or status >= 500:
-                return TransientError(f"{where}: server error {status}: {message}")
+                return TransientError(f"{where}: server error {status}: {message}", retry_after=retry_after)
             if status == 401:
                 return PermanentError(
                     f"{where}: 401 unauthorized: the API key in ${self.cfg.api_key_env} was rejected"
@@ -583,8 +567,7 @@ class PineconeStore:
         return PermanentError(f"{where}: unexpected {type(exc).__name__}: {message}")
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.cfg.api_key_env, "").strip()
-        return text.replace(key, "***") if key else text
+        return scrub(text, env_secret(self.cfg.api_key_env))
 
 
 def _filter(flt: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -598,21 +581,13 @@ def _filter(flt: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _sdk() -> Any:
-    try:
-        import pinecone
-    except ImportError:
-        raise MissingExtraError("pinecone", "pinecone") from None
-    return pinecone
+    return import_extra("pinecone", "pinecone")
 
 
 def _orjson() -> Any:
     # The SDK encodes request bodies with orjson (a dependency of pinecone 10); measuring with the
     # same encoder makes the 2 MB packing exact.
-    try:
-        import orjson
-    except ImportError:
-        raise MissingExtraError("pinecone", "orjson") from None
-    return orjson
+    return import_extra("orjson", "pinecone")
 
 
 def _disable_sdk_retries(index: Any) -> None:

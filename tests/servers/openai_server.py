@@ -15,6 +15,10 @@ Vectors are deterministic functions of the text: a signed feature-hashing of low
 their character trigrams, L2-normalised, so texts sharing words are closer than unrelated texts.
 ``dimensions`` truncates and renormalises, as OpenAI's text-embedding-3 models do.
 
+Bad inputs: a request with an input containing :data:`REJECT_MARKER` is refused whole, as OpenAI
+refuses an invalid input (400 ``invalid_request_error``, ``'$.input' is invalid``, no ``param``); an
+input containing :data:`NAN_MARKER` is answered with a NaN vector (the rest of the answer is fine).
+
 Fault injection: ``server.inject(Fault.rate_limit(0.05), Fault.server_error())`` queues faults that
 the next requests consume one each; ``server.always = Fault(...)`` applies to every request once the
 queue is empty. ``latency_s``, ``tpm_limit`` and ``rpm_limit`` (over ``limit_window_s``) apply to
@@ -57,6 +61,11 @@ from ingest.tokens import get_encoding
 MAX_INPUTS = 2048
 MAX_INPUT_TOKENS = 8192
 MAX_REQUEST_TOKENS = 300_000
+
+# Test markers: an input containing REJECT_MARKER makes its request a 400; one containing NAN_MARKER
+# gets a NaN vector.
+REJECT_MARKER = "zz-reject-this-input"
+NAN_MARKER = "zz-nan-for-this-input"
 
 
 @dataclass(frozen=True)
@@ -462,6 +471,8 @@ class OpenAIServer:
                     param=f"input[{i}]",
                     code="context_length_exceeded",
                 )
+            if REJECT_MARKER in text:  # as OpenAI refuses an input: the whole request, no param
+                raise _APIError(400, str(invalid))
             texts.append(text)
             counts.append(n)
         total = sum(counts)
@@ -555,6 +566,9 @@ class OpenAIServer:
         if fault is not None and fault.nan and vectors:
             vectors[0] = vectors[0].copy()
             vectors[0][0] = np.nan
+        for i, text in enumerate(texts):
+            if NAN_MARKER in text:
+                vectors[i] = np.full_like(vectors[i], np.nan)
         data = [
             {
                 "object": "embedding",

@@ -108,6 +108,8 @@ class RequestRecord:
     body_bytes: int
     vectors: int = 0  # vectors in an upsert body (0 for other requests)
     index: str | None = None
+    start: float = 0.0  # time.monotonic() when the body was read
+    end: float = 0.0  # time.monotonic() just before the answer was sent
 
 
 @dataclass
@@ -116,6 +118,7 @@ class _Fault:
     status: int
     route: str | None
     retry_after: float | None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -308,16 +311,23 @@ class PineconeTestServer:
     # -- test knobs and inspection ---------------------------------------------------------------
 
     def fail_next(
-        self, n: int, status: int = 500, *, path: str | None = None, retry_after: float | None = None
+        self,
+        n: int,
+        status: int = 500,
+        *,
+        path: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer the next ``n`` requests (to route ``path`` only, if given) with ``status``.
 
         Routes are templates: ``/indexes``, ``/indexes/{name}``, ``/vectors/upsert``, ``/query``,
         ``/vectors/fetch``, ``/vectors/delete``, ``/vectors/list``, ``/describe_index_stats``,
-        ``/namespaces/{namespace}``. ``retry_after`` (seconds) is sent as a ``Retry-After`` header.
+        ``/namespaces/{namespace}``. ``retry_after`` (seconds) is sent as a ``Retry-After`` header;
+        ``headers`` are sent as given (e.g. a ``Retry-After`` HTTP date).
         """
         with self._lock:
-            self._faults.append(_Fault(n, status, path, retry_after))
+            self._faults.append(_Fault(n, status, path, retry_after, dict(headers or {})))
 
     def reset_counters(self) -> None:
         """Forget requests seen so far (not the stored data)."""
@@ -359,6 +369,7 @@ class PineconeTestServer:
         path = request.url.path
         route, handler, params = self._resolve(method, path)
         record = RequestRecord(method, route, 200, len(body), index=params.get("index"))
+        record.start = time.monotonic()
         with self._lock:
             self.requests[route] += 1
             self.log.append(record)
@@ -378,6 +389,7 @@ class PineconeTestServer:
             except ApiFailure as exc:
                 response = self._error(exc, data_plane)
             record.status = response.status_code
+            record.end = time.monotonic()
             await response(scope, receive, send)
         finally:
             with self._lock:
@@ -419,6 +431,7 @@ class PineconeTestServer:
                 if fault.remaining > 0 and fault.route in (None, route):
                     fault.remaining -= 1
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    headers.update(fault.headers)
                     raise ApiFailure(fault.status, f"Injected failure ({fault.status})", headers)
 
     @staticmethod

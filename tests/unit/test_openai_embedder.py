@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -13,11 +14,17 @@ import pytest
 from ingest import pricing
 from ingest.config import OpenAIEmbedderConfig
 from ingest.embedders import make_embedder
-from ingest.embedders.base import Embedder
+from ingest.embedders.base import NON_FINITE, Embedder, embed_partial
 from ingest.embedders.openai import OpenAIEmbedder, retry_after_from_headers
-from ingest.errors import ConfigError, MissingExtraError, PermanentError, TransientError
+from ingest.errors import (
+    ConfigError,
+    InputRejectedError,
+    MissingExtraError,
+    PermanentError,
+    TransientError,
+)
 from tests.servers import openai_server as srv
-from tests.servers.openai_server import Fault, OpenAIServer
+from tests.servers.openai_server import NAN_MARKER, REJECT_MARKER, Fault, OpenAIServer
 
 openai = pytest.importorskip("openai")
 
@@ -203,7 +210,9 @@ def test_spent_budget_raises_transient_error(make: Make, server: OpenAIServer) -
 def test_retry_after_beyond_budget_gives_up_at_once(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault.rate_limit(retry_after=30))
     started = time.monotonic()
-    with pytest.raises(TransientError) as info:
+    with pytest.raises(
+        TransientError, match=r"asked to wait 30s, more than the .*embedder\.retry_budget_s"
+    ) as info:
         make(retry_budget_s=1.0).embed(["hello"])
     assert time.monotonic() - started < 0.5
     assert info.value.retry_after == pytest.approx(30)
@@ -284,9 +293,11 @@ def test_invalid_request_is_permanent(make: Make, server: OpenAIServer) -> None:
 )
 def test_malformed_answers_are_permanent(make: Make, server: OpenAIServer, fault: Fault, match: str) -> None:
     server.inject(fault)
-    with pytest.raises(PermanentError, match=match):
+    with pytest.raises(PermanentError, match=match) as info:
         make().embed(["a", "b", "c"])
     assert server.requests == 1
+    # A NaN row rejects its input only; a wrong count or dimension condemns the whole answer.
+    assert isinstance(info.value, InputRejectedError) == fault.nan
 
 
 def test_shuffled_answer_is_put_back_in_input_order(make: Make, server: OpenAIServer) -> None:
@@ -302,6 +313,107 @@ def test_permanent_error_in_one_batch_fails_the_whole_call(make: Make, server: O
     server.inject(Fault(), Fault(), Fault(dimension=3))
     with pytest.raises(PermanentError, match="dimension 3"):
         make(max_batch_inputs=2, max_concurrency=4).embed(texts_of(8))
+
+
+# -- rejected inputs -------------------------------------------------------------------------------
+
+
+def test_bad_inputs_are_isolated_and_the_others_embedded(make: Make, server: OpenAIServer) -> None:
+    texts = texts_of(50)
+    texts[7] = f"page 7 {REJECT_MARKER}"
+    texts[31] = f"page 31 {NAN_MARKER}"
+    embedder = make(max_concurrency=1)
+    done: list[int] = []
+    with pytest.raises(InputRejectedError) as info:
+        embedder.embed(texts, progress=done.append)
+    err = info.value
+    assert set(err.rejected) == {7, 31}
+    assert "refused by the server (400 invalid_request_error)" in err.rejected[7]
+    assert "'$.input' is invalid" in err.rejected[7]
+    assert err.rejected[31] == NON_FINITE
+    assert "2 of 50 inputs rejected" in str(err)
+    assert err.accepted == [i for i in range(50) if i not in (7, 31)]
+    for i in err.accepted:
+        np.testing.assert_allclose(err.vectors[i], server.vector(texts[i]), rtol=1e-6)
+    assert np.isnan(err.vectors[[7, 31]]).all()
+    # One request, then two per level of the bisection down to the one refused input.
+    assert server.requests <= 1 + 2 * math.ceil(math.log2(50))
+    assert sum(done) == 50
+    assert len(done) == server.statuses[200] + 1  # a call per answered request, one for the refused input
+    assert server.inputs == 49  # each embedded input sent once with a 200 (the NaN one included)
+
+
+def test_several_refused_inputs_cost_logarithmic_requests(make: Make, server: OpenAIServer) -> None:
+    texts = texts_of(64)
+    bad = {3, 40, 41}
+    for i in bad:
+        texts[i] = f"{texts[i]} {REJECT_MARKER}"
+    vectors, rejected = embed_partial(make(), texts)
+    assert set(rejected) == bad
+    assert np.isfinite(vectors[[i for i in range(64) if i not in bad]]).all()
+    assert server.requests <= 1 + 2 * len(bad) * math.ceil(math.log2(64))
+    assert server.inputs == 64 - len(bad)
+
+
+def test_rejections_across_concurrent_requests_keep_input_positions(make: Make, server: OpenAIServer) -> None:
+    texts = texts_of(40)
+    for i in (0, 13, 39):
+        texts[i] = f"{texts[i]} {REJECT_MARKER}"
+    done: list[int] = []
+    vectors, rejected = embed_partial(make(max_batch_inputs=10, max_concurrency=4), texts, done.append)
+    assert set(rejected) == {0, 13, 39}
+    for i in set(range(40)) - {0, 13, 39}:
+        np.testing.assert_allclose(vectors[i], server.vector(texts[i]), rtol=1e-6)
+    assert sum(done) == 40
+
+
+def test_every_input_refused_is_the_request_not_the_inputs(make: Make, server: OpenAIServer) -> None:
+    texts = [f"{t} {REJECT_MARKER}" for t in texts_of(4)]
+    with pytest.raises(PermanentError, match="refused every one of the 4 inputs") as info:
+        make().embed(texts)
+    assert not isinstance(info.value, InputRejectedError)
+
+
+def test_a_lone_refused_input_is_rejected(make: Make, server: OpenAIServer) -> None:
+    with pytest.raises(InputRejectedError) as info:
+        make().embed([f"x {REJECT_MARKER}"])
+    assert list(info.value.rejected) == [0] and server.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        ("auth", "401"),
+        ("quota", "insufficient_quota"),
+        ("model", "not found"),
+        ("dimensions", "does not support specifying dimensions"),
+    ],
+)
+def test_request_level_refusals_are_not_bisected(
+    make: Make, server: OpenAIServer, setup: str, match: str
+) -> None:
+    texts = texts_of(16)
+    texts[5] = f"{texts[5]} {REJECT_MARKER}"  # would be isolated, were the request itself acceptable
+    fields: dict[str, Any] = {}
+    if setup == "auth":
+        server.api_key = "sk-another-key-entirely"
+    elif setup == "quota":
+        server.always = Fault.insufficient_quota()
+    elif setup == "model":
+        fields = {"model": "no-such-model", "output_dimension": 8}
+    else:
+        fields = {"model": "text-embedding-ada-002", "dimensions": 64}
+    with pytest.raises(PermanentError, match=match) as info:
+        make(**fields).embed(texts)
+    assert not isinstance(info.value, InputRejectedError)
+    assert server.requests == 1
+
+
+def test_progress_counts_each_request(make: Make, server: OpenAIServer) -> None:
+    done: list[int] = []
+    make(max_batch_inputs=3, max_concurrency=2).embed(texts_of(7), progress=done.append)
+    assert sorted(done) == [1, 3, 3]
+    make().embed(texts_of(2))  # progress is optional
 
 
 # -- inputs ----------------------------------------------------------------------------------------

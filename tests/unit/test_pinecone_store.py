@@ -337,6 +337,70 @@ def test_persistent_500_becomes_transient_error_after_the_budget(server: Pinecon
     assert upsert_count(server) == 3
 
 
+def test_retry_after_is_honoured_in_full_above_the_backoff_ceiling(server: PineconeTestServer) -> None:
+    # The store used to cap the server's Retry-After at its backoff ceiling (20 s by default; here
+    # 0.05 s); now it waits as long as asked.
+    store = store_for(server, backoff_max_s=0.05)
+    store.ensure(4)
+    server.fail_next(1, 429, path="/vectors/upsert", retry_after=0.4)
+    assert store.upsert([rec("a#1", [1, 0, 0, 0])]) == 1
+    first, second = server.upserts()
+    assert (first.status, second.status) == (429, 200)
+    assert second.start - first.end >= 0.4
+
+
+@pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "http-date"])
+def test_retry_after_beyond_the_budget_gives_up_at_once(server: PineconeTestServer, as_date: bool) -> None:
+    store = store_for(server, retry_budget_s=2.0)
+    store.ensure(4)
+    if as_date:  # the SDK reads only seconds; the shared parser reads HTTP dates too (RFC 9110)
+        date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+        server.fail_next(1, 503, path="/vectors/upsert", headers={"Retry-After": date})
+    else:
+        server.fail_next(1, 429, path="/vectors/upsert", retry_after=60)
+    with pytest.raises(
+        TransientError, match=r"asked to wait [\d.]+s, more than the .*store\.retry_budget_s"
+    ) as err:
+        store.upsert([rec("a#1", [1, 0, 0, 0])])
+    assert err.value.retry_after is not None and 55 <= err.value.retry_after <= 60
+    assert upsert_count(server) == 1
+
+
+def test_retry_budget_and_timeout_come_from_the_config(server: PineconeTestServer) -> None:
+    cfg = PineconeStoreConfig.model_validate(
+        {"kind": "pinecone", "host": server.url, "retry_budget_s": 0.3, "timeout_s": 5}
+    )
+    assert (cfg.retry_budget_s, cfg.timeout_s) == (0.3, 5)
+    assert PineconeStoreConfig(kind="pinecone").retry_budget_s == 120
+    store = make_store(cfg, "docs")
+    store.ensure(4)
+    server.fail_next(1000, 500, path="/vectors/upsert")
+    with pytest.raises(TransientError, match=r"retry budget of 0\.3s \(store\.retry_budget_s\) is spent"):
+        store.upsert([rec("a#1", [1, 0, 0, 0])])
+    assert upsert_count(server) > 1
+
+
+def test_request_timeout_comes_from_the_config() -> None:
+    srv = start_pinecone_server(latency_s=2.0)
+    try:
+        cfg = PineconeStoreConfig(kind="pinecone", host=srv.url, timeout_s=0.2, retry_budget_s=0.1)
+        store = PineconeStore(cfg, "docs")
+        store.ensure(4)
+        with pytest.raises(TransientError, match="PineconeTimeoutError"):
+            store.upsert([rec("a#1", [1, 0, 0, 0])])
+    finally:
+        srv.stop()
+
+
+def test_one_budget_for_all_requests_of_one_upsert(server: PineconeTestServer) -> None:
+    store = store_for(server, retry_budget_s=0.5, max_concurrency=4)
+    store.ensure(4)
+    server.fail_next(100_000, 503, path="/vectors/upsert")
+    with pytest.raises(TransientError, match=r"retry budget of 0\.5s"):
+        store.upsert(random_records(4000, 4))  # 4 requests, failing together
+    assert len(server.upserts()) >= 4
+
+
 def test_503_on_describe_is_retried(server: PineconeTestServer) -> None:
     server.fail_next(2, 503, path="/indexes/{name}")
     store = store_for(server)
