@@ -13,16 +13,72 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.models import CommandFunctionType
 
-from ingest.config import CrawlConfig, crawls_dir, list_crawls, load_crawl
+from ingest.config import CrawlConfig, crawls_dir, list_crawls, load_crawl, resolve_crawl_path
 from ingest.errors import ConfigError, WebvecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Turn websites into a vector database.")
+# Placeholders in --help: Typer shows the Python type (`--url <list[str]>`, `--json <bool>`); these show
+# the option's name in capitals (`--url URL`), nothing for a flag, and click's type words otherwise.
+_TYPE_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _readable(params: list[Any]) -> list[Any]:
+    """Give every parameter without an explicit metavar a readable one (in place)."""
+    for param in params:
+        if param.metavar is not None:
+            continue
+        if isinstance(param, TyperArgument):
+            param.metavar = param.name.upper()
+        elif isinstance(param, TyperOption):
+            if param.is_flag:
+                param.metavar = ""
+                continue
+            long_names = [opt for opt in param.opts if opt.startswith("--")]
+            annotation = param.type_descriptor.annotation
+            type_name = annotation.__name__ if isinstance(annotation, type) else ""
+            if long_names:
+                param.metavar = long_names[0][2:].upper().replace("-", "_")
+            else:
+                param.metavar = _TYPE_WORDS.get(type_name, "VALUE")
+    return params
+
+
+class _ReadableCommand(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx))
+
+
+class _ReadableGroup(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx))
+
+
+class _App(typer.Typer):
+    """typer.Typer whose commands show readable placeholders in --help (see ``_readable``)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        kwargs.setdefault("cls", _ReadableCommand)
+        return super().command(*args, **kwargs)
+
+
+app = _App(
+    cls=_ReadableGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Turn websites into a vector database.",
+)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -54,7 +110,8 @@ def _use_prefect() -> bool:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    # escape(): messages quote regexes and paths, whose [...] Rich would take for markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -69,16 +126,18 @@ def _load(crawl: str) -> CrawlConfig:
         raise _fail(str(exc)) from None
 
 
-def _preflight(cfg: CrawlConfig) -> None:
-    """Configuration problems that need the environment (DNS, keys) stop a run before it starts."""
+def _preflight(crawl: str, cfg: CrawlConfig) -> None:
+    """Configuration problems that need the environment (DNS, variables) stop a run before it starts:
+    one line, exit 2; warnings are printed and the run goes on."""
+    from ingest.preflight import check
+
+    source = str(resolve_crawl_path(crawl))
     try:
-        from ingest.preflight import preflight
-    except ImportError:  # pragma: no cover - until the preflight module lands
-        return
-    for problem in preflight(cfg):
-        if problem.error:
-            raise _fail(str(problem))
-        err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        warnings = check(cfg, source)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning.line(source))}", highlight=False, soft_wrap=True)
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
@@ -155,7 +214,7 @@ def run(
 ) -> None:
     """Crawl a site and bring its vectors up to date; prints the run summary."""
     cfg = _load(crawl)  # bad input: one line, exit 2, before anything is written
-    _preflight(cfg)
+    _preflight(crawl, cfg)
     _quiet(verbose)
     from ingest.run import Hooks, RunFailed
 
@@ -192,7 +251,7 @@ def plan(
     """Dry run: what a run would fetch, embed, write and delete, and its estimated cost. Crawls (with
     conditional requests) but writes nothing: no vector, no ledger row, no file."""
     cfg = _load(crawl)
-    _preflight(cfg)
+    _preflight(crawl, cfg)
     _quiet()
     from ingest.run import Hooks, RunFailed, run_ingest
     from spiders.process import SpiderCrawler
@@ -428,8 +487,18 @@ def deployments(
 
 @app.command()
 def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
-    """Check a crawl definition; exit 2 with one line naming the problem."""
+    """Check a crawl definition (and its private addresses, locations, environment variables);
+    exit 2 with one line naming the problem, print a line for each warning."""
     cfg = _load(crawl)
+    from ingest.preflight import check
+
+    source = str(resolve_crawl_path(crawl))
+    try:
+        warnings = check(cfg, source)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning.line(source))}", highlight=False, soft_wrap=True)
     out.print(
         f"ok: {cfg.name} ({len(cfg.source.start_urls)} start URL(s), {cfg.embedder.kind} → {cfg.store.kind})"
     )
@@ -457,6 +526,73 @@ def list_cmd() -> None:
             cfg.schedule or "",
         )
     out.print(table)
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Name of the crawl: 3-63 of a-z, 0-9, '-', '_'.")],
+    url: Annotated[str, typer.Option("--url", help="Start URL of the site (http or https).")],
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Folder to write NAME.yaml in; default: crawls/ (or $WEBVEC_CRAWLS_DIR)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter crawl definition (every common key, defaults shown) to crawls/NAME.yaml."""
+    from ingest.config import SCHEMA_FILE, crawl_json_schema, starter_crawl
+    from ingest.urls import is_private_host
+
+    folder = directory or crawls_dir()
+    target = folder / f"{name}.yaml"
+    try:
+        host = (urlsplit(url).hostname or "") if url.startswith(("http://", "https://")) else ""
+        text = starter_crawl(name, url, allow_private_networks=bool(host) and is_private_host(host))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if target.exists() and not force:
+        raise _fail(f"{target} exists; use --force to overwrite it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Editors read the schema through the modeline on the first line of the crawl definition.
+        _write_atomically(folder / SCHEMA_FILE, json.dumps(crawl_json_schema(), indent=2) + "\n")
+        _write_atomically(target, text)
+    except OSError as exc:
+        raise _fail(f"{target}: cannot write: {exc}") from None
+    out.print(f"wrote {target}; check it with: webvec validate {target}", highlight=False, markup=False)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file next to it, then one rename."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of crawl definitions (for editor completion and checks)."""
+    from ingest.config import crawl_json_schema
+
+    print(json.dumps(crawl_json_schema(), indent=2))
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            print(f"webvec {package_version('webvec')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("webvec (version unknown: not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Turn websites into a vector database."""
 
 
 def main() -> None:

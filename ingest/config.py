@@ -3,28 +3,53 @@
 ``load_crawl`` is the one entry point; every problem becomes a one-line :class:`ConfigError` that
 names the field, e.g. ``crawls/docs.yaml: source.include.0: invalid regex 'a(': missing ), ...``.
 Secrets never live here: configs name the environment variable that holds a key.
+
+Every number has a minimum and a maximum (the reason is beside each bound) and must be finite: a
+setting that would make a run hang (``download_delay: .inf``), never fetch, or overflow a date is
+refused at load time. Checks that need the network or the environment (private start URLs, locations
+outside ``$WEBVEC_HOME``) live in :mod:`ingest.preflight`; everything here is pure.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import timedelta
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ingest.errors import ConfigError
+from ingest.redos import backtracking_problem
 
 DEFAULT_HOME = ".webvec"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
 _CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+# The sign is accepted here so that "-7d" gets the range message below, not a parse error.
+_DURATION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# POSIX names of environment variables; anything else in an *_env key is most likely the secret itself.
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+# Ten years: "never" in practice, and far from timedelta's limit (now - delta must stay a valid date).
+_LONGEST_DURATION = timedelta(days=3650)
+SCHEMA_FILE = "webvec-crawl.schema.json"  # written next to crawl definitions by `webvec init`
 
 
 def webvec_home() -> Path:
@@ -37,8 +62,20 @@ def crawls_dir() -> Path:
     return Path(os.environ.get("WEBVEC_CRAWLS_DIR", "crawls")).expanduser().resolve()
 
 
+def under_home(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute: ``~`` expanded, a relative path taken from ``$WEBVEC_HOME``.
+
+    Relative locations in a crawl definition (``store.path``, a ``sqlite:///`` state URL) mean "inside
+    webvec's home", not "inside whatever directory the command happened to run in": a scheduled
+    Prefect worker and a shell then find the same files.
+    """
+    expanded = Path(path).expanduser()
+    return expanded if expanded.is_absolute() else webvec_home() / expanded
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: .inf / .nan in YAML are refused for every float (a delay of .inf never ends).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _parse_duration(value: Any) -> Any:
@@ -46,8 +83,43 @@ def _parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
-            return timedelta(**{_DURATION_UNITS[m.group(2)]: float(m.group(1))})
+            try:
+                return timedelta(**{_DURATION_UNITS[m.group(2)]: float(m.group(1))})
+            except OverflowError:
+                raise ValueError(f"duration {value.strip()!r} is too long") from None
     return value
+
+
+# A duration in YAML: "7d", "12h", "30m", "45s", "2w", a number of seconds, or ISO 8601 ("P7D").
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]\s*$"},
+                {"type": "string", "format": "duration"},
+                {"type": "number", "minimum": 0},
+            ],
+            "examples": ["7d", "12h", "30m", "45s", "2w"],
+        }
+    ),
+]
+
+
+def _check_duration(value: timedelta | None, *, least: timedelta = timedelta(0)) -> timedelta | None:
+    if value is not None and not least <= value <= _LONGEST_DURATION:
+        raise ValueError(f"must be between {_show(least)} and {_show(_LONGEST_DURATION)}, not {_show(value)}")
+    return value
+
+
+def _show(delta: timedelta) -> str:
+    """A duration the way YAML spells it: 7d, 36h, -30m, 1.5s."""
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _check_cron(value: str | None) -> str | None:
@@ -74,49 +146,150 @@ def _check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL with a host: {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port outside 0-65535 or not a number
+    except ValueError:
+        raise ValueError(f"invalid port in {url!r}") from None
     return url
+
+
+def _check_page_url(url: str) -> str:
+    """A start URL or sitemap: http(s), and no credentials in it."""
+    _check_http_url(url)
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # The URL is not repeated: it holds the secret. A start URL is stored as the page's URL in the
+        # ledger and in every vector's metadata, and logged.
+        raise ValueError(
+            "credentials (user:password@) are not allowed in a start URL or sitemap: remove them and "
+            "crawl without; secrets never go in a crawl definition (they would be stored with the page)"
+        )
+    return url
+
+
+def _check_env_name(name: str | None) -> str | None:
+    if name is not None and not _ENV_NAME_RE.match(name):
+        # Not echoed: a value that is not a variable name may well be the key itself.
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, '_'), e.g. OPENAI_API_KEY; "
+            "put the secret itself in that variable, never in the crawl definition"
+        )
+    return name
+
+
+@lru_cache(maxsize=1)
+def _suffix_list() -> Any:
+    """tldextract with the Public Suffix List snapshot it ships: no download, no cache directory."""
+    import tldextract  # a Scrapy dependency; imported here so config loads fast when not needed
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
+
+
+def is_public_suffix(domain: str) -> bool:
+    """True for ``com``, ``co.uk``, ``github.io``: names under which anyone can register a site.
+
+    Uses the Public Suffix List (with its private section, so ``github.io`` and ``blogspot.com``
+    count): allowing such a name would let the crawl wander over every site registered under it.
+    """
+    parts = _suffix_list()(domain.strip(".").lower())
+    return bool(parts.suffix) and not parts.domain
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+    problem = backtracking_problem(pattern)
+    if problem:
+        raise ValueError(f"regex {pattern!r} {problem}")
+    return pattern
+
+
+def _check_domain(domain: str) -> str:
+    name = domain.strip().lower()
+    if "/" in name or not name:
+        raise ValueError(f"a domain name is expected, not {domain!r}")
+    if is_public_suffix(name):
+        raise ValueError(
+            f"{name!r} is a public suffix: it would allow every site registered under it; "
+            f"name the site's own domain, e.g. 'example.{name.strip('.')}'"
+        )
+    return name
+
+
+# List items are checked one by one, so an error names its index: source.include.0.
+PageUrl = Annotated[str, AfterValidator(_check_page_url)]
+UrlRegex = Annotated[str, AfterValidator(_check_regex)]
+Domain = Annotated[str, AfterValidator(_check_domain)]
 
 
 class SourceConfig(_Strict):
     """What to crawl and how politely."""
 
-    start_urls: list[str] = Field(min_length=1)
-    sitemaps: list[str] = Field(default_factory=list)
-    allowed_domains: list[str] = Field(default_factory=list)
-    include: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-    max_depth: int = Field(3, ge=0, le=100)
-    max_pages: int = Field(1000, ge=1, le=10_000_000)
-    obey_robots: bool = True
-    concurrency: int = Field(8, ge=1, le=64)
-    allow_private_networks: bool = False
-    max_page_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    download_delay: float = Field(0.0, ge=0)
-    download_timeout: float = Field(30.0, gt=0)
-    user_agent: str = "webvec/0.1 (+https://pypi.org/project/webvec/)"
+    start_urls: list[PageUrl] = Field(
+        min_length=1, description="Pages the crawl starts from (http or https, no user:password@)."
+    )
+    sitemaps: list[PageUrl] = Field(
+        default_factory=list,
+        description="Sitemaps to read: a sitemap.xml, a sitemap index, or a robots.txt (its Sitemap: lines).",
+    )
+    allowed_domains: list[Domain] = Field(
+        default_factory=list,
+        description="Domains links may lead to (subdomains included); default: the hosts of start_urls. "
+        "A public suffix such as 'com' or 'co.uk' is refused.",
+    )
+    include: list[UrlRegex] = Field(
+        default_factory=list,
+        description="Regexes (Python syntax, searched in the URL); a followed URL must match one. "
+        "Empty: every URL.",
+    )
+    exclude: list[UrlRegex] = Field(
+        default_factory=list, description="Regexes (Python syntax, searched in the URL) that drop a URL."
+    )
+    # 100 clicks deep is beyond any real site structure; deeper means a crawler trap (calendars, facets).
+    max_depth: int = Field(3, ge=0, le=100, description="Clicks from a start URL; 0 = the start URLs only.")
+    # 10 million pages is far beyond one SQLite ledger and one machine's crawl; shard bigger sites.
+    max_pages: int = Field(1000, ge=1, le=10_000_000, description="Pages stored by one run, at most.")
+    obey_robots: bool = Field(True, description="Obey robots.txt (RFC 9309) and its Crawl-delay.")
+    # 64 concurrent requests to one site is more than any polite crawler sends (Scrapy's default is 8).
+    concurrency: int = Field(
+        8, ge=1, le=64, description="Requests in flight per domain, at most (AutoThrottle adapts below it)."
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow loopback, private and link-local addresses (127.0.0.1, 10.x, 192.168.x, ...) "
+        "and names that resolve to them; needed to crawl a local server.",
+    )
+    # At least 1 KiB: a smaller cap would skip even short pages and robots.txt files. At most 1 GiB:
+    # Scrapy's own DOWNLOAD_MAXSIZE default, and a response is held in memory whole.
+    max_page_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Responses larger than this many bytes are skipped (recorded, not stored).",
+    )
+    # At most 60 s: Nutch skips a site whose robots.txt asks for more than 30 s between requests
+    # (fetcher.max.crawl.delay); at 60 s the default 1000 pages already take 17 hours.
+    download_delay: float = Field(
+        0.0, ge=0, le=60, description="Seconds between two requests to one domain, at least (0-60)."
+    )
+    # At least 1 s: shorter fails ordinary TLS handshakes on the internet. At most 600 s: a stuck server
+    # would otherwise hold a concurrency slot for longer (Scrapy's default is 180 s).
+    download_timeout: float = Field(30.0, ge=1, le=600, description="Seconds one request may take (1-600).")
+    user_agent: str = Field(
+        "webvec/0.1 (+https://pypi.org/project/webvec/)",
+        min_length=1,
+        max_length=512,  # far beyond any real User-Agent; servers refuse overlong header lines
+        description="User-Agent header sent with every request; say who runs the crawl and how to reach you.",
+    )
 
-    @field_validator("start_urls", "sitemaps")
+    @field_validator("user_agent")
     @classmethod
-    def _urls(cls, urls: list[str]) -> list[str]:
-        return [_check_http_url(u) for u in urls]
-
-    @field_validator("include", "exclude")
-    @classmethod
-    def _regexes(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {p!r}: {exc}") from None
-        return patterns
-
-    @field_validator("allowed_domains")
-    @classmethod
-    def _domains(cls, domains: list[str]) -> list[str]:
-        for d in domains:
-            if "/" in d or not d.strip():
-                raise ValueError(f"a domain name is expected, not {d!r}")
-        return [d.strip().lower() for d in domains]
+    def _user_agent(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):  # a newline would inject a header
+            raise ValueError("must be one line of printable characters")
+        return value
 
     @property
     def domains(self) -> list[str]:
@@ -130,8 +303,12 @@ class SourceConfig(_Strict):
 class ChunkConfig(_Strict):
     """Token-aware chunking; ``max_tokens`` is further capped by the embedder's own limit."""
 
-    max_tokens: int = Field(256, ge=16, le=8191)
-    overlap_tokens: int = Field(32, ge=0)
+    # 16..8191: below 16 tokens a chunk is a fragment; 8191 is the largest input of OpenAI's models.
+    max_tokens: int = Field(256, ge=16, le=8191, description="Tokens per chunk, at most (16-8191).")
+    # Below half of max_tokens (checked below), so at most 4095.
+    overlap_tokens: int = Field(
+        32, ge=0, le=4095, description="Tokens repeated from the end of the previous chunk; < max_tokens / 2."
+    )
 
     @model_validator(mode="after")
     def _overlap(self) -> ChunkConfig:
@@ -140,35 +317,93 @@ class ChunkConfig(_Strict):
         return self
 
 
+# The largest input of current embedding models is 32k tokens (e.g. Qwen3-Embedding); more is a typo.
+_MAX_INPUT_TOKENS = 32_768
+# Pinecone's largest index dimension; no embedding model we know comes close (the largest are 4096).
+_MAX_DIMENSION = 20_000
+
+
 class LocalEmbedderConfig(_Strict):
     """sentence-transformers on this machine; the packaged all-MiniLM-L6-v2 by default."""
 
-    kind: Literal["local"] = "local"
-    model: str = "all-MiniLM-L6-v2"
-    device: str | None = None  # "cpu", "cuda", "cuda:1"; None = CUDA when available
-    batch_size: int = Field(32, ge=1, le=4096)
-    normalize: bool = True
-    max_input_tokens: int | None = Field(None, ge=8)
+    kind: Literal["local"] = Field("local", description="local: sentence-transformers on this machine.")
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model: the packaged all-MiniLM-L6-v2 (offline) or a local folder.",
+    )
+    device: str | None = Field(
+        None, description="cpu, cuda, cuda:1, ...; default: CUDA when available, else the CPU."
+    )
+    # 4096 texts per forward pass already needs gigabytes of activations on a GPU.
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass (1-4096).")
+    normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity = dot product).")
+    max_input_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=_MAX_INPUT_TOKENS,
+        description="Input limit of the model in tokens; default: the model's own max_seq_length.",
+    )
 
 
 class OpenAIEmbedderConfig(_Strict):
     """OpenAI, or any server speaking its /v1/embeddings API when ``base_url`` is set."""
 
-    kind: Literal["openai"]
-    model: str = "text-embedding-3-small"
-    dimensions: int | None = Field(None, ge=1)  # sent as `dimensions` (text-embedding-3-* only)
-    output_dimension: int | None = Field(None, ge=1)  # vector size of a model OpenAI does not list
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    max_input_tokens: int | None = Field(None, ge=8)  # default 8191 for OpenAI's models
-    tokenizer: str = "cl100k_base"
-    max_batch_inputs: int = Field(2048, ge=1, le=2048)  # OpenAI: 2048 inputs per request
-    max_request_tokens: int = Field(300_000, ge=1, le=300_000)  # OpenAI: 300k tokens per request
-    requests_per_minute: int | None = Field(3000, ge=1)
-    tokens_per_minute: int | None = Field(1_000_000, ge=1)
-    max_concurrency: int = Field(4, ge=1, le=64)
-    timeout_s: float = Field(60.0, gt=0)
-    retry_budget_s: float = Field(300.0, gt=0)  # one budget for all retries of a run's request
+    kind: Literal["openai"] = Field(description="openai: OpenAI or an OpenAI-compatible server (base_url).")
+    model: str = Field("text-embedding-3-small", description="Embedding model name.")
+    dimensions: int | None = Field(
+        None,
+        ge=1,
+        le=_MAX_DIMENSION,
+        description="Sent as `dimensions`: shortened vectors (text-embedding-3-* only).",
+    )
+    output_dimension: int | None = Field(
+        None,
+        ge=1,
+        le=_MAX_DIMENSION,
+        description="Vector size of a model OpenAI does not list (OpenAI-compatible servers).",
+    )
+    base_url: str | None = Field(
+        None, description="An OpenAI-compatible server, e.g. http://localhost:11434/v1 (Ollama)."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    max_input_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=_MAX_INPUT_TOKENS,
+        description="Input limit in tokens; default 8191 for OpenAI's models.",
+    )
+    tokenizer: str = Field("cl100k_base", description="tiktoken encoding used to count tokens.")
+    max_batch_inputs: int = Field(
+        2048, ge=1, le=2048, description="Inputs per request, at most (OpenAI's limit: 2048)."
+    )
+    max_request_tokens: int = Field(
+        300_000, ge=1, le=300_000, description="Tokens per request, at most (OpenAI's limit: 300,000)."
+    )
+    # Upper bounds far above any account's limits (OpenAI's top tier allows about 10k requests and 10M
+    # tokens a minute for embeddings): a value beyond them is a typo that switches the limiter off.
+    requests_per_minute: int | None = Field(
+        3000,
+        ge=1,
+        le=1_000_000,
+        description="Client-side request rate limit; keep it at or under your account's.",
+    )
+    tokens_per_minute: int | None = Field(
+        1_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Client-side token rate limit; keep it at or under your account's.",
+    )
+    max_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight, at most (1-64).")
+    # 0.1 s is enough for a server on this machine (tests use 0.3 s); 600 s is the OpenAI SDK's default.
+    timeout_s: float = Field(60.0, ge=0.1, le=600, description="Seconds one request may take (0.1-600).")
+    # At most an hour: past that the provider is down, and the next scheduled run picks up the rest.
+    retry_budget_s: float = Field(
+        300.0, ge=0.1, le=3600, description="Seconds all retries of one batch may take together (0.1-3600)."
+    )
+
+    _env = field_validator("api_key_env")(_check_env_name)
 
     @field_validator("base_url")
     @classmethod
@@ -176,18 +411,25 @@ class OpenAIEmbedderConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
-EmbedderConfig = Annotated[LocalEmbedderConfig | OpenAIEmbedderConfig, Field(discriminator="kind")]
+EmbedderConfig = Annotated[
+    LocalEmbedderConfig | OpenAIEmbedderConfig,
+    Field(discriminator="kind", description="How texts become vectors: kind local (default) or openai."),
+]
 
 
 class ChromaStoreConfig(_Strict):
     """Chroma: embedded persistent client by default, HTTP client when ``host`` is set."""
 
-    kind: Literal["chroma"] = "chroma"
-    collection: str | None = None  # default: the crawl's name
-    path: str | None = None  # default: $WEBVEC_HOME/chroma
-    host: str | None = None
-    port: int = Field(8000, ge=1, le=65535)
-    ssl: bool = False
+    kind: Literal["chroma"] = Field("chroma", description="chroma: embedded, or a `chroma run` server.")
+    collection: str | None = Field(None, description="Collection name; default: the crawl's name.")
+    path: str | None = Field(
+        None,
+        description="Folder of the embedded database; default $WEBVEC_HOME/chroma. A relative path is "
+        "taken from $WEBVEC_HOME.",
+    )
+    host: str | None = Field(None, description="Host of a `chroma run` server; unset: embedded Chroma.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server.")
 
     @field_validator("collection")
     @classmethod
@@ -199,25 +441,46 @@ class ChromaStoreConfig(_Strict):
             )
         return name
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str | None) -> str | None:
+        # Resolved here so the spider, the flows and `webvec status` all name the same folder.
+        return None if path is None else str(under_home(path))
+
 
 class PineconeStoreConfig(_Strict):
     """Pinecone serverless; ``host`` points the SDK at another server (e.g. Pinecone Local)."""
 
-    kind: Literal["pinecone"]
-    index: str | None = None  # default: the crawl's name
-    namespace: str | None = None  # default: the crawl's name
-    cloud: str = "aws"
-    region: str = "us-east-1"
-    metric: Literal["cosine", "dotproduct", "euclidean"] = "cosine"
-    host: str | None = None
-    api_key_env: str = "PINECONE_API_KEY"
-    max_concurrency: int = Field(4, ge=1, le=64)
-    timeout_s: float = Field(30.0, gt=0, description="seconds one request may take before it is retried")
+    kind: Literal["pinecone"] = Field(description="pinecone: a Pinecone serverless index.")
+    index: str | None = Field(None, description="Index name; default: derived from the crawl's name.")
+    namespace: str | None = Field(None, description="Namespace in the index; default: the crawl's name.")
+    cloud: str = Field("aws", description="Cloud of a new serverless index.")
+    region: str = Field("us-east-1", description="Region of a new serverless index.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        "cosine", description="Similarity metric of a new index."
+    )
+    host: str | None = Field(
+        None,
+        description="Another server speaking Pinecone's API, e.g. http://localhost:5080 (Pinecone Local).",
+    )
+    api_key_env: str = Field(
+        "PINECONE_API_KEY",
+        description="Name of the environment variable holding the API key (never the key).",
+    )
+    max_concurrency: int = Field(4, ge=1, le=64, description="Upserts in flight, at most (1-64).")
+    # Same bounds as the OpenAI embedder's: a request hung for 10 minutes, or retries for an hour, are
+    # outages to report, not to wait out.
+    timeout_s: float = Field(
+        30.0, ge=0.1, le=600, description="Seconds one request may take before it is retried (0.1-600)."
+    )
     retry_budget_s: float = Field(
         120.0,
-        gt=0,
-        description="one budget for all retries of one store operation (e.g. one upsert of many requests)",
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
     )
+
+    _env = field_validator("api_key_env")(_check_env_name)
 
     @field_validator("index")
     @classmethod
@@ -232,14 +495,25 @@ class PineconeStoreConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
-StoreConfig = Annotated[ChromaStoreConfig | PineconeStoreConfig, Field(discriminator="kind")]
+StoreConfig = Annotated[
+    ChromaStoreConfig | PineconeStoreConfig,
+    Field(discriminator="kind", description="Where the vectors go: kind chroma (default) or pinecone."),
+]
 
 
 class StateConfig(_Strict):
     """The state DB (page store + ledger): SQLite under $WEBVEC_HOME unless a URL is named."""
 
-    url: str | None = None  # SQLAlchemy URL without a password, e.g. postgresql+psycopg://host/db
-    url_env: str | None = None  # name of an environment variable holding the URL (may hold a password)
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the state DB without a password, e.g. postgresql+psycopg://host/db; "
+        "a relative sqlite:/// path is taken from $WEBVEC_HOME. Default: $WEBVEC_HOME/state.db.",
+    )
+    url_env: str | None = Field(
+        None, description="Name of an environment variable holding the URL (which may hold a password)."
+    )
+
+    _env = field_validator("url_env")(_check_env_name)
 
     @field_validator("url")
     @classmethod
@@ -252,67 +526,115 @@ class StateConfig(_Strict):
 class SyncConfig(_Strict):
     """Stale-vector deletion rules."""
 
-    delete_after: timedelta = timedelta(days=7)
-    min_coverage: float = Field(0.5, ge=0, le=1)
-    conditional_requests: bool = True
+    # 0 is allowed: "delete as soon as a complete crawl misses the page" (an exact mirror).
+    delete_after: Duration = Field(
+        timedelta(days=7),
+        description="Delete pages a complete crawl has not reached for this long (0s-3650d).",
+        json_schema_extra={"default": "7d"},
+    )
+    min_coverage: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Below this share of known pages reached, delete nothing and mark the run degraded.",
+    )
+    conditional_requests: bool = Field(
+        True, description="Send If-None-Match / If-Modified-Since on re-crawls (304s cost nothing)."
+    )
 
-    _dur = field_validator("delete_after", mode="before")(_parse_duration)
+    _dur = field_validator("delete_after")(_check_duration)
 
 
 class DedupConfig(_Strict):
     """Duplicate handling beyond the embedding cache."""
 
-    drop_repeated_chunks: int | None = Field(None, ge=1)
-    near_duplicates: bool = True
+    # The same bound as source.max_pages: a chunk cannot be on more pages than a crawl stores.
+    drop_repeated_chunks: int | None = Field(
+        None, ge=1, le=10_000_000, description="Drop chunks whose text appears on more than this many pages."
+    )
+    near_duplicates: bool = Field(
+        True, description="Store near-duplicate pages (SimHash) once; the others become aliases."
+    )
 
 
 class ReembedConfig(_Strict):
     """Re-embedding of old vectors on their own schedule."""
 
-    max_age: timedelta | None = None
-    schedule: str | None = None
+    # 0 is allowed: every re-embed run refreshes every vector.
+    max_age: Duration | None = Field(
+        None, description="Re-embed vectors older than this on the re-embed schedule, e.g. 90d (0s-3650d)."
+    )
+    schedule: str | None = Field(None, description="Cron (UTC) of the re-embed Prefect deployment.")
 
-    _dur = field_validator("max_age", mode="before")(_parse_duration)
+    _dur = field_validator("max_age")(_check_duration)
     _cron = field_validator("schedule")(_check_cron)
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid name {name!r}: 3-63 lowercase letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit"
+        )
+    return name
 
 
 class CrawlConfig(_Strict):
     """One crawl definition: a site, how to chunk and embed it, and where the vectors go."""
 
-    name: str
-    description: str | None = None
-    schedule: str | None = None  # cron for the scheduled Prefect deployment
-    source: SourceConfig
-    chunk: ChunkConfig = ChunkConfig()
+    name: str = Field(
+        description="3-63 lowercase letters, digits, '-' or '_'; the default collection/namespace name."
+    )
+    description: str | None = Field(None, description="What this crawl is; shown in Prefect.")
+    schedule: str | None = Field(None, description="Cron (UTC) of the scheduled Prefect ingest deployment.")
+    source: SourceConfig = Field(description="The site: start URLs, limits, politeness, network safety.")
+    chunk: ChunkConfig = Field(ChunkConfig(), description="How pages are cut into chunks.")
     embedder: EmbedderConfig = LocalEmbedderConfig()
     store: StoreConfig = ChromaStoreConfig()
-    state: StateConfig = StateConfig()
-    sync: SyncConfig = SyncConfig()
-    dedup: DedupConfig = DedupConfig()
-    reembed: ReembedConfig = ReembedConfig()
+    state: StateConfig = Field(StateConfig(), description="Where the ledger and page store live.")
+    sync: SyncConfig = Field(SyncConfig(), description="When vectors of vanished pages are deleted.")
+    dedup: DedupConfig = Field(DedupConfig(), description="Duplicate text and near-duplicate pages.")
+    reembed: ReembedConfig = Field(ReembedConfig(), description="Refreshing old vectors on a schedule.")
 
     _cron = field_validator("schedule")(_check_cron)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        if not _NAME_RE.match(name):
-            raise ValueError(
-                f"invalid name {name!r}: 3-63 lowercase letters, digits, '-' or '_', "
-                "starting and ending with a letter or digit"
-            )
-        return name
+    _name = field_validator("name")(_check_name)
 
     def state_url(self) -> str:
-        """SQLAlchemy URL of the state DB."""
+        """SQLAlchemy URL of the state DB; a relative SQLite path is taken from ``$WEBVEC_HOME``."""
         if self.state.url_env:
             url = os.environ.get(self.state.url_env)
             if not url:
                 raise ConfigError(f"state.url_env: environment variable {self.state.url_env} is not set")
-            return url
+            return _sqlite_under_home(url)
         if self.state.url:
-            return self.state.url
+            return _sqlite_under_home(self.state.url)
         return f"sqlite:///{webvec_home() / 'state.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite`` URL, made absolute with :func:`under_home`; else None."""
+    from sqlalchemy.engine import make_url  # only here: config must load without SQLAlchemy's import cost
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # SQLite URI filenames are left as they are
+        return None
+    return under_home(database)
+
+
+def _sqlite_under_home(url: str) -> str:
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -374,3 +696,47 @@ def list_crawls() -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def crawl_json_schema() -> dict[str, Any]:
+    """JSON Schema of a crawl definition, for editors (``webvec schema``).
+
+    Draft-07 with ``definitions``: the YAML language server (VS Code, Neovim, JetBrains' plugin) fully
+    supports draft-07 only, and pydantic's output otherwise uses nothing newer than ``$defs``.
+    """
+    schema = CrawlConfig.model_json_schema(ref_template="#/definitions/{model}")
+    definitions = schema.pop("$defs", {})
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "webvec crawl definition",
+        **{k: v for k, v in schema.items() if k != "title"},
+        "definitions": definitions,
+    }
+
+
+def starter_crawl(name: str, url: str, *, allow_private_networks: bool) -> str:
+    """The commented crawl definition ``webvec init`` writes; ConfigError naming NAME or --url when bad.
+
+    The text comes from ``ingest/templates/crawl.yaml``; the result is validated before it is returned,
+    so what is written always loads.
+    """
+    for label, check, value in (("NAME", _check_name, name), ("--url", _check_page_url, url)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    template = resources.files("ingest").joinpath("templates/crawl.yaml").read_text(encoding="utf-8")
+    private = (
+        "true  # set by webvec init: the start URL is a private or loopback address"
+        if allow_private_networks
+        else "false  # true is needed to crawl 127.0.0.1, 10.x, 192.168.x, ..."
+    )
+    # JSON strings are valid YAML double-quoted scalars: no URL character can break the file.
+    text = (
+        template.replace("{{schema_file}}", SCHEMA_FILE)
+        .replace("{{name}}", name)
+        .replace("{{url}}", json.dumps(url))
+        .replace("{{allow_private_networks}}", private)
+    )
+    parse_crawl(yaml.safe_load(text), f"{name}.yaml")
+    return text

@@ -540,10 +540,13 @@ def run_ingest(
     hooks = hooks or Hooks()
     path = resolve_crawl_path(crawl).resolve()
     cfg = load_crawl(path)
+    from ingest.preflight import check
+
+    warnings = [w.line(str(path)) for w in check(cfg, str(path))]  # ConfigError before anything runs
     if dry_run:
         return _dry_run(cfg, path, crawler, hooks, urls)
     env = make_env(cfg)
-    summary = RunSummary(crawl=cfg.name, kind="backfill" if urls else "ingest")
+    summary = RunSummary(crawl=cfg.name, kind="backfill" if urls else "ingest", warnings=warnings)
     summary.target, summary.model_key = env.store.target, env.keys.model_key
 
     def finish(s: RunSummary) -> None:

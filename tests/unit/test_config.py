@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,11 +49,11 @@ def test_durations_and_kinds() -> None:
         ),
         (
             {"name": "docs", "source": {"start_urls": ["ftp://x.org/"]}},
-            "source.start_urls: not an http(s) URL",
+            "source.start_urls.0: not an http(s) URL",
         ),
         (
             {"name": "docs", "source": {"start_urls": ["https://x.org/"], "include": ["(a"]}},
-            "source.include: invalid regex",
+            "source.include.0: invalid regex",
         ),
         ({"name": "docs", "source": {"start_urls": []}}, "source.start_urls:"),
         ({"name": "d", "source": {"start_urls": ["https://x.org/"]}}, "name: invalid name 'd'"),
@@ -67,7 +68,7 @@ def test_durations_and_kinds() -> None:
         ({**MINIMAL, "state": {"url": "postgresql://u:secret@h/db"}}, "state.url: has a password"),
     ],
 )
-def test_bad_input_is_one_line_naming_the_field(data: dict, expected: str) -> None:
+def test_bad_input_is_one_line_naming_the_field(data: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_crawl(data, "crawls/x.yaml")
     message = str(info.value)

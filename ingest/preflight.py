@@ -1,0 +1,143 @@
+"""Checks of a crawl definition against the world around it, before a run and in ``webvec validate``.
+
+:mod:`ingest.config` validates what a crawl definition says and stays pure (no DNS, no files). This
+module checks what it means here and now:
+
+- **errors** (a run must not start): a start URL or sitemap whose host is, or resolves to, a loopback,
+  private, link-local or reserved address while ``source.allow_private_networks`` is false. The spider
+  would refuse every request and the run would end with nothing fetched; better to say so before. A
+  name counts by what it resolves to (:func:`ingest.urls.is_private_host`), as the spider decides.
+- **warnings** (legitimate, but worth a line): ``store.path`` or a SQLite state DB outside
+  ``$WEBVEC_HOME`` (relative paths are already taken from it, so only an absolute path lands here:
+  that data is not moved, backed up or cleaned up with the rest of webvec's state); an environment
+  variable the definition names (``state.url_env``, ``api_key_env``) that is not set in this shell.
+
+Use :func:`check` in a command: it raises one :class:`~ingest.errors.ConfigError` line for all errors
+and returns the warnings to print.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ingest.config import (
+    ChromaStoreConfig,
+    CrawlConfig,
+    OpenAIEmbedderConfig,
+    PineconeStoreConfig,
+    sqlite_file,
+    webvec_home,
+)
+from ingest.errors import ConfigError
+from ingest.urls import is_private_host
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: the field it is about (``source.start_urls.0``) and what to do."""
+
+    level: Literal["error", "warning"]
+    field: str
+    message: str
+
+    def line(self, source: str) -> str:
+        """One line in the style of config errors: ``crawls/x.yaml: source.start_urls.0: ...``."""
+        return f"{source}: {self.field}: {self.message}"
+
+
+def preflight(cfg: CrawlConfig) -> list[Problem]:
+    """Errors first, then warnings, for a crawl definition that already passed validation.
+
+    May resolve host names (the start URLs' and sitemaps'); reads the environment; writes nothing.
+    """
+    problems = [*_private_hosts(cfg), *_locations(cfg), *_environment(cfg)]
+    return sorted(problems, key=lambda p: p.level != "error")
+
+
+def check(cfg: CrawlConfig, source: str) -> list[Problem]:
+    """:func:`preflight`, raising one ConfigError line that names every error; returns the warnings."""
+    problems = preflight(cfg)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(f"{p.field}: {p.message}" for p in errors))
+    return problems
+
+
+def _private_hosts(cfg: CrawlConfig) -> list[Problem]:
+    if cfg.source.allow_private_networks:
+        return []
+    problems = []
+    for key, urls in (("start_urls", cfg.source.start_urls), ("sitemaps", cfg.source.sitemaps)):
+        for i, url in enumerate(urls):
+            host = (urlsplit(url).hostname or "").lower()
+            if is_private_host(host):
+                what = (
+                    "is a private or loopback address"
+                    if _is_literal(host)
+                    else ("resolves to a private or loopback address")
+                )
+                problems.append(
+                    Problem(
+                        "error",
+                        f"source.{key}.{i}",
+                        f"{host} {what}: set source.allow_private_networks: true to crawl it "
+                        "(without it every request to it is refused)",
+                    )
+                )
+    return problems
+
+
+def _is_literal(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _locations(cfg: CrawlConfig) -> list[Problem]:
+    home = webvec_home()
+    found: list[tuple[str, Path]] = []
+    if isinstance(cfg.store, ChromaStoreConfig) and cfg.store.host is None and cfg.store.path:
+        found.append(("store.path", Path(cfg.store.path)))
+    if cfg.state.url_env:
+        url = os.environ.get(cfg.state.url_env)
+        where = sqlite_file(url) if url else None
+        if where is not None:
+            found.append(("state.url_env", where))
+    elif cfg.state.url:
+        where = sqlite_file(cfg.state.url)
+        if where is not None:
+            found.append(("state.url", where))
+    return [
+        Problem(
+            "warning",
+            field,
+            f"{path} is outside $WEBVEC_HOME ({home}): fine if intended, but it is not moved, backed up "
+            "or removed with the rest of webvec's state",
+        )
+        for field, path in found
+        if not path.resolve().is_relative_to(home)
+    ]
+
+
+def _environment(cfg: CrawlConfig) -> list[Problem]:
+    needed: list[tuple[str, str, str]] = []
+    if cfg.state.url_env:
+        needed.append(("state.url_env", cfg.state.url_env, "the state DB URL"))
+    if isinstance(cfg.embedder, OpenAIEmbedderConfig) and cfg.embedder.base_url is None:
+        needed.append(("embedder.api_key_env", cfg.embedder.api_key_env, "the OpenAI API key"))
+    if isinstance(cfg.store, PineconeStoreConfig):
+        needed.append(("store.api_key_env", cfg.store.api_key_env, "the Pinecone API key"))
+    return [
+        Problem("warning", field, f"environment variable {name} is not set; a run needs {what} in it")
+        for field, name, what in needed
+        if not os.environ.get(name, "").strip()
+    ]
