@@ -523,6 +523,11 @@ def crawl_and_sync(
     finish_deletions(env, state, summary, whole_site=not urls, write=write)
     if write:
         sweep_repeated_chunks(env, summary)
+    if summary.chunks_quarantined:
+        summary.degrade(
+            f"{summary.chunks_quarantined} chunk(s) quarantined: the embedder rejected them, the rest was "
+            f"written (see `webvec status {env.cfg.name}`)"
+        )
     if summary.pages_failed and not summary.message:
         summary.message = f"{summary.pages_failed} page(s) failed: see `webvec report {env.cfg.name}`"
 
