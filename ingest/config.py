@@ -299,6 +299,28 @@ class SourceConfig(_Strict):
         hosts = [urlsplit(u).hostname or "" for u in self.start_urls]
         return sorted({h.lower() for h in hosts if h})
 
+    # Politeness limits (spiders/robots.py, spiders/retry.py).
+    max_crawl_delay: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest robots.txt Crawl-delay honoured, in seconds; a host asking for more is skipped "
+            "(its pages are recorded as skipped). 30 s is the default of Nutch and StormCrawler "
+            "(fetcher.max.crawl.delay): at 30 s a host yields 120 pages an hour."
+        ),
+    )
+    max_retry_after: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest Retry-After (429/503) waited for, in seconds; a server asking for more fails the "
+            "page. Two minutes outlasts the usual rate-limit windows (per second, per minute) without "
+            "stalling a scheduled run on a server that announces an hour of maintenance."
+        ),
+    )
+
 
 class ChunkConfig(_Strict):
     """Token-aware chunking; ``max_tokens`` is further capped by the embedder's own limit."""

@@ -37,7 +37,14 @@ EXTENSIONS = {
 }
 
 RETRY_ENABLED = True
-RETRY_TIMES = 2
+RETRY_TIMES = 2  # three attempts in all; spiders.retry.PoliteRetryMiddleware spaces them out
+# Backoff of retries without Retry-After: the n-th retry waits between b/2 and b seconds,
+# b = min(MAX, BASE * 2 ** (n - 1)) (see spiders/retry.py).
+WEBVEC_RETRY_BACKOFF_BASE = 1.0
+WEBVEC_RETRY_BACKOFF_MAX = 60.0
+# Defaults of source.max_crawl_delay and source.max_retry_after (settings_for sets the crawl's own).
+WEBVEC_MAX_CRAWL_DELAY = 30.0
+WEBVEC_MAX_RETRY_AFTER = 120.0
 REDIRECT_MAX_TIMES = 10
 
 # ConfigSpider deduplicates on ingest.urls.canonicalize_url itself (and must see redirects to already
@@ -48,10 +55,18 @@ SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 
 DOWNLOADER_MIDDLEWARES = {
-    # Before RobotsTxtMiddleware (100): a refused host must not even get its robots.txt fetched.
+    # Before the robots.txt middleware (100): a refused host must not even get its robots.txt fetched.
     "spiders.middlewares.SafetyMiddleware": 50,
     # ConfigSpider checks domains when it schedules a link and SafetyMiddleware checks redirects.
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    # Scrapy's RobotsTxtMiddleware allows everything when robots.txt fails; this one follows RFC 9309
+    # (5xx or no answer: the host is disallowed) and honours Crawl-delay.
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "spiders.robots.RobotsPolicyMiddleware": 100,
+    # Scrapy's RetryMiddleware retries at once; this one honours Retry-After, backs off with jitter and
+    # pauses the whole host.
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "spiders.retry.PoliteRetryMiddleware": 550,
 }
 SPIDER_MIDDLEWARES = {
     # Depth is tracked by ConfigSpider: Scrapy's DEPTH_LIMIT=0 means "unlimited" where max_depth 0 means
@@ -80,4 +95,6 @@ def settings_for(source: SourceConfig) -> dict[str, Any]:
         # Informational only (DepthMiddleware is off, see above); ConfigSpider enforces max_depth.
         "DEPTH_LIMIT": source.max_depth,
         "WEBVEC_ALLOW_PRIVATE_NETWORKS": source.allow_private_networks,
+        "WEBVEC_MAX_CRAWL_DELAY": source.max_crawl_delay,
+        "WEBVEC_MAX_RETRY_AFTER": source.max_retry_after,
     }

@@ -8,11 +8,16 @@ What it does with each URL, in order:
    ``source.max_depth``. Start URLs, ``--urls`` and URLs listed by sitemaps are always requested (sitemap
    URLs only on allowed domains) and start at depth 0; they are stored only if they pass the filters.
 2. Safety. :class:`~spiders.middlewares.SafetyMiddleware` refuses private and loopback hosts (redirects
-   included) unless ``allow_private_networks``; robots.txt is obeyed unless ``obey_robots: false``.
+   included) unless ``allow_private_networks``; robots.txt is obeyed unless ``obey_robots: false``
+   (:mod:`spiders.robots`: an unreachable robots.txt disallows its host, Crawl-delay is honoured up to
+   ``source.max_crawl_delay``). Failed requests are retried with backoff and Retry-After, the whole host
+   waiting (:mod:`spiders.retry`).
 3. Responses. A 200 HTML page is stored with its body; 304 (after a conditional request) is stored
    without a body and its links are taken from the link cache; 404/410 are stored with their status;
    everything else (non-HTML, too large, refused, disallowed, HTTP errors, download errors, duplicates)
-   becomes a row with a ``skip_reason`` and no body, so the flow can report it.
+   becomes a row with a ``skip_reason`` and no body, so the flow can report it. A page that failed
+   after its retries says its final cause (``http 503 after 3 attempts``, ``connection refused after 3
+   attempts``); the stats file counts them (``failed_pages``) and lists the first few (``failed``).
 4. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
    the spider and the crawl is reported as not complete.
 """
@@ -39,9 +44,11 @@ from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from ingest.config import CrawlConfig, load_crawl
+from ingest.model import SkipKind
 from ingest.state import FetchedPage, StateDB
 from ingest.urls import canonicalize_url, host_of
 from spiders.middlewares import RequestRefused
+from spiders.retry import GAVE_UP, attempts_note, failure_cause
 from spiders.settings import WEBVEC_SITEMAP_MAXSIZE, settings_for
 
 logger = logging.getLogger(__name__)
@@ -62,11 +69,14 @@ REPORTED_EXTENSIONS = frozenset(
     {"pdf", "doc", "docx", "odt", "rtf", "xls", "xlsx", "ods", "ppt", "pptx", "odp"}
 )
 GONE_STATUSES = (404, 410)
+FAILED_LISTED = 20  # failed pages listed by URL in the stats file (all are rows in the state DB)
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead).
 SKIP_CATEGORIES = (
     "not_html",
     "too_large",
     "robots_disallowed",
+    "robots_unreachable",
+    "crawl_delay",
     "private_refused",
     "offsite_redirects",
     "duplicates",
@@ -146,6 +156,8 @@ class ConfigSpider(Spider):
         self._offsite: set[str] = set()
         self._filtered_links: set[str] = set()
         self._too_deep: set[str] = set()
+        self._failed: list[dict[str, str]] = []  # the first FAILED_LISTED failed pages: url, reason
+        self._skipped_hosts: dict[str, str] = {}  # host -> why robots.txt made the spider skip it all
 
         conditional = self.cfg.sync.conditional_requests and not self.backfill_urls
         self.validators = self.state.page_validators(self.cfg.name) if conditional else {}
@@ -397,15 +409,22 @@ class ConfigSpider(Spider):
         final = canonicalize_url(request.url)
         status = 0
         if isinstance(exc, RequestRefused):
-            category = {"private": "private_refused", "offsite": "offsite_redirects"}.get(
-                exc.kind, "duplicates"
-            )
+            category = {
+                "private": "private_refused",
+                "offsite": "offsite_redirects",
+                SkipKind.ROBOTS: "robots_unreachable",
+                SkipKind.CRAWL_DELAY: "crawl_delay",
+                SkipKind.FAILED: "errors",  # its server asked for a Retry-After over the cap
+            }.get(exc.kind, "duplicates")
             reason = exc.reason
+            if category in ("robots_unreachable", "crawl_delay"):
+                self._skipped_hosts.setdefault(urlsplit(request.url).netloc, reason)
         elif isinstance(exc, HttpError):
             status = exc.response.status
             final = canonicalize_url(exc.response.url)
             category = "errors" if status >= 500 or status == 429 else "http_errors"
-            reason = f"http {status}"
+            gave_up = request.meta.get(GAVE_UP)
+            reason = f"http {status}: {gave_up}" if gave_up else f"http {status}{attempts_note(request)}"
         elif isinstance(exc, IgnoreRequest) and "robots.txt" in str(exc):
             category, reason = "robots_disallowed", "disallowed by robots.txt"
         elif isinstance(exc, IgnoreRequest):
@@ -420,8 +439,10 @@ class ConfigSpider(Spider):
             return
         else:
             category = "errors"
-            reason = f"download error: {type(exc).__name__}: {str(exc)[:300]}"
+            reason = f"{failure_cause(exc)}{attempts_note(request)}"
         self.counts[category] += 1
+        if category == "errors" and len(self._failed) < FAILED_LISTED:
+            self._failed.append({"url": url, "reason": reason})
         yield FetchedPage(
             url=url,
             final_url=final,
@@ -506,7 +527,11 @@ class ConfigSpider(Spider):
     @property
     def complete(self) -> bool:
         """True when every reachable allowed page was visited: not stopped early, no failures."""
-        failures = self.counts["errors"] + self.counts["sitemap_errors"] + self.counts["store_errors"]
+        c = self.counts
+        failures = c["errors"] + c["sitemap_errors"] + c["store_errors"]
+        # Hosts skipped because of their robots.txt were not visited: their known pages must not be
+        # taken for gone (sync.delete_after deletes what a *complete* crawl did not reach).
+        failures += c["robots_unreachable"] + c["crawl_delay"]
         return self.finish_reason == "finished" and not self.limit_reached and failures == 0
 
     def crawl_stats(self) -> dict[str, Any]:
@@ -538,6 +563,11 @@ class ConfigSpider(Spider):
                 "offsite_links": len(self._offsite),
                 "filtered_links": len(self._filtered_links),
                 "depth_limited_links": len(self._too_deep),
+                # Pages that failed after their retries (5xx, 429, timeouts, connection errors), so the
+                # flow can say "N pages failed"; every one is also a row with its reason.
+                "failed_pages": c["errors"],
+                "failed": list(self._failed),
+                "skipped_hosts": [{"host": h, "reason": r} for h, r in sorted(self._skipped_hosts.items())],
             }
         )
         return stats
