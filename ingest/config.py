@@ -252,9 +252,10 @@ class SourceConfig(_Strict):
     # 10 million pages is far beyond one SQLite ledger and one machine's crawl; shard bigger sites.
     max_pages: int = Field(1000, ge=1, le=10_000_000, description="Pages stored by one run, at most.")
     obey_robots: bool = Field(True, description="Obey robots.txt (RFC 9309) and its Crawl-delay.")
-    # 64 concurrent requests to one site is more than any polite crawler sends (Scrapy's default is 8).
+    # 2 per site by default, as polite crawlers do for sites they do not know (Heritrix and Nutch
+    # default to 1-2 per host); 64 is more than any polite crawler sends (Scrapy's default is 8).
     concurrency: int = Field(
-        8, ge=1, le=64, description="Requests in flight per domain, at most (AutoThrottle adapts below it)."
+        2, ge=1, le=64, description="Requests in flight per domain, at most (AutoThrottle adapts below it)."
     )
     allow_private_networks: bool = Field(
         False,

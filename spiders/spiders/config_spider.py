@@ -71,20 +71,23 @@ REPORTED_EXTENSIONS = frozenset(
 GONE_STATUSES = (404, 410)
 FAILED_LISTED = 20  # failed pages listed by URL in the stats file (all are rows in the state DB)
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead).
-SKIP_CATEGORIES = (
-    "not_html",
-    "too_large",
-    "robots_disallowed",
-    "robots_unreachable",
-    "crawl_delay",
-    "private_refused",
-    "offsite_redirects",
-    "duplicates",
-    "filtered",
-    "http_errors",
-    "ignored",
-    "errors",
-)
+# Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead),
+# and the SkipKind each row of that counter is stored with (the flow never reads the reason text).
+SKIP_KINDS: dict[str, SkipKind] = {
+    "not_html": SkipKind.NOT_HTML,
+    "too_large": SkipKind.TOO_LARGE,
+    "robots_disallowed": SkipKind.ROBOTS,
+    "robots_unreachable": SkipKind.ROBOTS,
+    "crawl_delay": SkipKind.CRAWL_DELAY,
+    "private_refused": SkipKind.PRIVATE,
+    "offsite_redirects": SkipKind.OFFSITE,
+    "duplicates": SkipKind.DUPLICATE,
+    "filtered": SkipKind.FILTERED,
+    "http_errors": SkipKind.HTTP_ERROR,
+    "ignored": SkipKind.IGNORED,
+    "errors": SkipKind.FAILED,
+}
+SKIP_CATEGORIES = tuple(SKIP_KINDS)
 
 
 def _header(response: Response, name: str) -> str | None:
@@ -348,6 +351,7 @@ class ConfigSpider(Spider):
         if not is_html or not isinstance(response, TextResponse):
             self.counts["not_html"] += 1
             row.skip_reason = f"not html: {mime or 'unknown content type'}"
+            row.skip_kind = SkipKind.NOT_HTML
             yield row
             return
 
@@ -361,6 +365,7 @@ class ConfigSpider(Spider):
         if not self.passes_filters(final):
             self.counts["filtered"] += 1
             row.skip_reason = "filtered: URL does not pass source.include/source.exclude"
+            row.skip_kind = SkipKind.FILTERED
             yield row
             yield from self._follow(links, depth)
             return
@@ -378,6 +383,7 @@ class ConfigSpider(Spider):
         if row.final_url in self._finals:
             self.counts["duplicates"] += 1
             row.skip_reason = f"duplicate: {row.final_url} is already stored in this run"
+            row.skip_kind = SkipKind.DUPLICATE
             return False
         if self._pages >= self.cfg.source.max_pages:
             self.counts["over_limit"] += 1  # fetched while the spider was closing; not stored
@@ -449,6 +455,7 @@ class ConfigSpider(Spider):
             status=status,
             depth=request.meta.get(DEPTH, 0),
             skip_reason=reason,
+            skip_kind=SKIP_KINDS[category],
         )
 
     # -- sitemaps -----------------------------------------------------------------------------

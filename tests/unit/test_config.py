@@ -18,7 +18,7 @@ def test_defaults_match_the_documented_yaml() -> None:
     cfg = parse_crawl(MINIMAL)
     assert cfg.source.max_depth == 3 and cfg.source.max_pages == 1000
     assert cfg.source.obey_robots and not cfg.source.allow_private_networks
-    assert cfg.source.concurrency == 8 and cfg.source.domains == ["example.org"]
+    assert cfg.source.concurrency == 2 and cfg.source.domains == ["example.org"]
     assert cfg.chunk.max_tokens == 256 and cfg.chunk.overlap_tokens == 32
     assert isinstance(cfg.embedder, LocalEmbedderConfig) and cfg.embedder.model == "all-MiniLM-L6-v2"
     assert isinstance(cfg.store, ChromaStoreConfig) and cfg.store.path is None
