@@ -422,8 +422,8 @@ def reembed(
 def rollback(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")]) -> None:
     """Make the previous version live again (pinned until `webvec reembed` or a matching config)."""
     cfg = _load(crawl)
+    from ingest.bookkeeping import RunFailed, recorded_run
     from ingest.query import open_ledger
-    from ingest.run import RunFailed, recorded_run
     from ingest.summary import RunSummary
     from ingest.versions import rollback as do_rollback
 
@@ -450,8 +450,8 @@ def prune(
 ) -> None:
     """Delete the collections/indexes of versions that are not live."""
     cfg = _load(crawl)
+    from ingest.bookkeeping import RunFailed, recorded_run
     from ingest.query import open_ledger
-    from ingest.run import RunFailed, recorded_run
     from ingest.summary import RunSummary
     from ingest.versions import prune as do_prune
 

@@ -12,8 +12,9 @@ from typing import Any
 from prefect import flow
 
 from flows.ingest import PrefectHooks
+from ingest.bookkeeping import Hooks, recorded_run
 from ingest.config import load_crawl
-from ingest.run import Hooks, make_env, recorded_run
+from ingest.env import make_env
 from ingest.summary import RunSummary
 from ingest.versions import rebuild_version, refresh_old_vectors
 

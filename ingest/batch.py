@@ -28,13 +28,13 @@ from ingest.embedders.base import embed_partial
 from ingest.extract import Document, Skip
 from ingest.ids import doc_prefix
 from ingest.model import Outcome, PageStatus, SkipKind
+from ingest.records import Validators, chunk_rows_of, make_record, page_row
 from ingest.state import FetchedPage, NewChunk, NewPage, OutcomeRow, PageRow, StateDB
 from ingest.stores import VectorRecord, VectorStore
 from ingest.summary import RunSummary
 from ingest.sync import ChangeSet, Removal, plan
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-Validators = tuple[str | None, str | None]  # ETag, Last-Modified
 Progress = Callable[[int], None]
 
 
@@ -359,26 +359,6 @@ class Written:
         return [_outcome(url, Outcome.QUARANTINED, None, reason) for url, reason in first.items()]
 
 
-def make_record(
-    doc: Document, chunk: Chunk, vector: np.ndarray, model_key: str, crawled_at: str
-) -> VectorRecord:
-    """The store record of one chunk: its id, vector, and flat metadata with the text."""
-    meta: dict[str, str | int | float | bool] = {
-        "url": doc.url,
-        "doc_id": doc.doc_id,
-        "title": doc.title or "",
-        "heading": chunk.heading,
-        "chunk_index": chunk.position,
-        "content_hash": doc.content_hash,
-        "model_key": model_key,
-        "crawled_at": crawled_at,
-        "text": chunk.text,
-    }
-    if doc.lang:
-        meta["lang"] = doc.lang
-    return VectorRecord(chunk.id, vector, meta)
-
-
 def write_documents(
     docs: Sequence[Document],
     chunked: Chunked,
@@ -428,52 +408,6 @@ def write_documents(
 
 
 # -- stage 7: commit ---------------------------------------------------------------------------------
-def chunk_rows_of(doc: Document, chunks: Sequence[Chunk], dropped: bool = False) -> list[NewChunk]:
-    """Ledger rows for a document's chunks (``dropped``: recorded, but kept out of the store)."""
-    return [
-        {
-            "chunk_id": c.id,
-            "doc_id": c.doc_id,
-            "url": doc.url,
-            "position": c.position,
-            "text": c.text,
-            "text_hash": c.text_hash,
-            "tokens": c.tokens,
-            "heading_path": c.heading,
-            "dropped": dropped,
-        }
-        for c in chunks
-    ]
-
-
-def page_row(
-    doc: Document,
-    status: PageStatus,
-    changed_at: datetime,
-    *,
-    validators: Validators = (None, None),
-    chunk_key: str | None = None,
-    fingerprint: int | None = None,
-    alias_of: str | None = None,
-) -> NewPage:
-    """The ledger row of a document: live pages keep their text (to re-chunk without a re-crawl)."""
-    return {
-        "url": doc.url,
-        "doc_id": doc.doc_id,
-        "canonical_url": doc.canonical,
-        "title": doc.title,
-        "etag": validators[0],
-        "last_modified": validators[1],
-        "content_hash": doc.content_hash,
-        "chunk_key": chunk_key,
-        "text": doc.markdown if status == PageStatus.LIVE else None,
-        "fingerprint": fingerprint,
-        "alias_of": alias_of,
-        "status": str(status),
-        "last_changed": changed_at,
-    }
-
-
 def commit_batch(
     db: StateDB,
     keys: BatchKeys,

@@ -11,12 +11,13 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from ingest.bookkeeping import Hooks, recorded_run
 from ingest.config import CrawlConfig
+from ingest.env import make_env
 from ingest.ids import is_chunk_id
 from ingest.model import RunStatus
 from ingest.paths import expand
 from ingest.query import open_ledger
-from ingest.run import Hooks, make_env, recorded_run
 from ingest.state import LockRow, RunRow, StateDB, VersionRow, as_utc, utcnow
 from ingest.state.runs import holder_is_dead
 from ingest.summary import RunSummary

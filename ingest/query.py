@@ -23,7 +23,7 @@ def search(
 ) -> list[dict[str, Any]]:
     """The ``k`` chunks nearest to ``text`` in the live version: dicts with url, title, heading, score,
     text, id. NothingIngestedError when the crawl has no live vectors; ConfigError for an empty text."""
-    from ingest.run import make_env
+    from ingest.env import make_env
 
     if not text.strip():
         raise ConfigError("the query text is empty: give a question or a phrase to search for")

@@ -1,28 +1,23 @@
-"""One run of a crawl: its resources, its bookkeeping, the batch loop and its end.
+"""One run of a crawl: the crawl process, the batch loop and the run's end.
 
 :func:`run_ingest` is the whole of ``webvec run`` (and, with ``dry_run``, of ``webvec plan``): start the
 crawl process, feed its pages through :func:`process_batch` in batches as they arrive (processing
 overlaps the crawl), then decide the run's deletions under the coverage guard. The CLI calls it
-directly; the Prefect flows call it with :class:`Hooks` that turn each stage into a Prefect task.
-Every run — ingest, re-embed, repair, rollback, prune — is wrapped in :func:`recorded_run`: run row,
-lock, heartbeat thread, failure summary, artifact.
+directly; the Prefect flows call it with hooks that turn each stage into a Prefect task. Its
+resources come from :mod:`ingest.env`, its bookkeeping (run row, lock, heartbeat, failure summary,
+artifact) from :mod:`ingest.bookkeeping`.
 """
 
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
-from ingest import chunking
 from ingest.batch import (
-    BatchKeys,
-    Extractor,
     SkipRecord,
     chunk_documents,
     commit_batch,
@@ -31,51 +26,21 @@ from ingest.batch import (
     plan_batch,
     write_documents,
 )
+from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded_run
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.dedup import NearDuplicateIndex
-from ingest.embedders import Embedder, make_embedder
+from ingest.env import RunEnv, ensure_store, make_env
 from ingest.errors import WebvecError
-from ingest.ids import doc_prefix, model_key
+from ingest.ids import doc_prefix
 from ingest.model import Outcome, PageStatus, RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
-from ingest.stores import VectorStore, make_store
 from ingest.summary import RunSummary
 from ingest.sync import Removal, plan_deletions
 
 BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, small enough to overlap
 POLL_SECONDS = 0.25
-HEARTBEAT_SECONDS = 15.0  # well inside runs.STALE_AFTER_S: a live holder is never taken over
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class RunFailed(WebvecError):
-    """A run ended without doing its job; ``summary`` says how far it got."""
-
-    def __init__(self, message: str, summary: RunSummary) -> None:
-        super().__init__(message)
-        self.summary = summary
-
-
-class Hooks:
-    """How a run is driven. This base calls each stage directly and reports progress to a callback;
-    ``flows/`` overrides :meth:`stage` to run stages as Prefect tasks and :meth:`publish` to write the
-    summary as an artifact."""
-
-    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
-        self._on_progress = on_progress
-
-    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run one stage of a batch."""
-        return fn(*args, **kwargs)
-
-    def progress(self, event: str, advance: int = 0, total: int = 0) -> None:
-        """``event`` (fetched, embedded, written) advanced by ``advance``, its total grown by ``total``."""
-        if self._on_progress is not None:
-            self._on_progress(event, advance, total)
-
-    def publish(self, summary: RunSummary) -> None:
-        """Make the finished run's summary visible (nothing to do without an orchestrator)."""
 
 
 # -- the crawl process -------------------------------------------------------------------------------
@@ -116,156 +81,6 @@ class CrawlSource(Protocol):
         ...
 
 
-# -- resources ---------------------------------------------------------------------------------------
-@dataclass
-class RunEnv:
-    """What the stages of a crawl's runs work with: built once per run (per process)."""
-
-    cfg: CrawlConfig
-    db: StateDB
-    embedder: Embedder
-    store: VectorStore
-    version: int
-    keys: BatchKeys
-    extractor: Extractor
-
-    @property
-    def metric(self) -> str:
-        """Similarity metric of the store."""
-        return str(getattr(self.cfg.store, "metric", "cosine"))
-
-    def labels(self) -> dict[str, str]:
-        """What a client must know to query the store (recorded in collection metadata)."""
-        model = getattr(self.cfg.embedder, "model", self.cfg.embedder.kind)
-        return {
-            "webvec_crawl": self.cfg.name,
-            "webvec_embedder": self.cfg.embedder.kind,
-            "webvec_model": str(model),
-            "webvec_model_key": self.keys.model_key,
-        }
-
-
-def batch_keys(cfg: CrawlConfig, embedder: Embedder) -> BatchKeys:
-    """The keys of a crawl's batches; ``chunk_key`` changes when chunks would be cut differently."""
-    max_tokens = min(cfg.chunk.max_tokens, embedder.max_input_tokens)
-    key = embedder.model_key
-    chunker = getattr(chunking, "CHUNKER_VERSION", 1)
-    return BatchKeys(
-        crawl=cfg.name,
-        model_key=key,
-        chunk_key=model_key(
-            {"max_tokens": max_tokens, "overlap": cfg.chunk.overlap_tokens, "model": key, "chunker": chunker}
-        ),
-        max_tokens=max_tokens,
-        overlap_tokens=cfg.chunk.overlap_tokens,
-        near_duplicates=cfg.dedup.near_duplicates,
-        drop_repeated_chunks=cfg.dedup.drop_repeated_chunks,
-    )
-
-
-def live_version_number(cfg: CrawlConfig, db: StateDB) -> int:
-    """The live version of a crawl (1 before anything was ingested)."""
-    live = db.live_version(cfg.name)
-    return live["version"] if live else 1
-
-
-def make_env(
-    cfg: CrawlConfig,
-    db: StateDB | None = None,
-    version: int | None = None,
-    extractor: Extractor | None = None,
-) -> RunEnv:
-    """Embedder, store and state DB of a crawl, checked (credentials, packages) before any work. The
-    store is the live version's unless ``version`` picks another. Nothing heavy loads here."""
-    embedder = make_embedder(cfg.embedder)
-    embedder.check()
-    db = db or StateDB(cfg.state_url())
-    number = version or live_version_number(cfg, db)
-    store = make_store(cfg.store, cfg.name, number)
-    store.check()
-    return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor or Extractor())
-
-
-# -- bookkeeping -------------------------------------------------------------------------------------
-class Heartbeat:
-    """A thread that keeps a run's lock fresh during every stage, however long; ``lost`` turns true
-    if the lock stopped being this run's (taken over after the ledger decided this process was dead)."""
-
-    def __init__(self, db: StateDB, crawl: str, run_id: str, every: float = HEARTBEAT_SECONDS) -> None:
-        self.db, self.crawl, self.run_id, self.every = db, crawl, run_id, every
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"webvec-heartbeat-{crawl}", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                if not self.db.heartbeat(self.crawl, self.run_id):
-                    self.lost = True
-            except Exception:  # a ledger hiccup: the next beat retries; STALE_AFTER_S leaves room
-                continue
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def check(self) -> None:
-        """Raise when the lock was lost: two processes must never write one crawl's store."""
-        if self.lost:
-            raise WebvecError(f"run {self.run_id} lost the lock of {self.crawl!r}; stopping")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextmanager
-def recorded_run(
-    db: StateDB,
-    summary: RunSummary,
-    hooks: Hooks | None = None,
-    finish: Callable[[RunSummary], None] | None = None,
-) -> Iterator[Heartbeat]:
-    """Bookkeeping of every run: a ``runs`` row, the crawl's lock (taking over a dead holder's, whose
-    run is recorded ``crashed``), a heartbeat thread, and at the end the status, the summary (in the
-    ledger, and published by ``hooks``). The body's exception becomes :class:`RunFailed` with the
-    summary; ``finish`` completes the summary (cost, seconds) whatever happened."""
-    hooks = hooks or Hooks()
-    started = time.monotonic()
-    summary.run_id = db.start_run(summary.crawl, summary.kind)
-    error: BaseException | None = None
-    try:
-        crashed = db.acquire_lock(summary.crawl, summary.run_id)
-        if crashed:
-            summary.warnings.append(f"run {crashed} had crashed (its process died); its lock was taken over")
-        try:
-            with Heartbeat(db, summary.crawl, summary.run_id) as heartbeat:
-                yield heartbeat
-        finally:
-            db.release_lock(summary.crawl, summary.run_id)
-    except BaseException as exc:
-        error = exc
-        summary.status = RunStatus.FAILED
-        summary.message = _first_line(exc)
-    finally:
-        if summary.status == RunStatus.RUNNING:
-            summary.status = RunStatus.OK
-        if finish is not None:
-            finish(summary)
-        summary.seconds = round(time.monotonic() - started, 3)
-        db.finish_run(summary.run_id, RunStatus(summary.status), summary.to_dict())
-        hooks.publish(summary)
-    if error is not None:
-        if isinstance(error, Exception):
-            raise RunFailed(summary.message, summary) from error
-        raise error  # KeyboardInterrupt, SystemExit: recorded failed, then on their way
-
-
 # -- one batch ---------------------------------------------------------------------------------------
 @dataclass
 class RunState:
@@ -296,19 +111,6 @@ def _timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a:
         return hooks.stage(name, fn, *a, **k)
     finally:
         summary.add_time(name, time.perf_counter() - start)
-
-
-def ensure_store(env: RunEnv) -> None:
-    """Create the live store if needed, and record version 1 the first time a crawl writes, so a
-    first run that fails before writing leaves no version pointing at nothing."""
-    env.store.ensure(env.embedder.dimension, env.metric, env.labels())
-    if not env.db.versions(env.cfg.name):
-        from ingest.model import VersionStatus
-
-        keys = env.keys
-        env.db.add_version(
-            keys.crawl, env.version, env.store.target, keys.model_key, keys.chunk_key, VersionStatus.LIVE
-        )
 
 
 def process_batch(
@@ -595,7 +397,7 @@ def _dry_run(
             if summary.status == RunStatus.RUNNING:
                 summary.status = RunStatus.OK
         except Exception as exc:
-            summary.status, summary.message = RunStatus.FAILED, _first_line(exc)
+            summary.status, summary.message = RunStatus.FAILED, first_line(exc)
             raise RunFailed(summary.message, summary) from exc
         finally:
             summary.seconds = round(time.monotonic() - started, 3)
@@ -604,3 +406,17 @@ def _dry_run(
             if ledger is not None:
                 ledger.close()
     return summary
+
+
+__all__ = [
+    "BATCH_PAGES",
+    "CrawlHandle",
+    "CrawlSource",
+    "CrawlStats",
+    "Hooks",
+    "RunFailed",
+    "RunState",
+    "crawl_and_sync",
+    "process_batch",
+    "run_ingest",
+]

@@ -13,20 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from ingest.batch import (
-    Chunked,
-    Embedded,
-    chunk_documents,
-    chunk_rows_of,
-    embed_chunks,
-    make_record,
-)
+from ingest.batch import Chunked, Embedded, chunk_documents, embed_chunks
+from ingest.bookkeeping import Hooks
 from ingest.chunking import HEADING_SEPARATOR, Chunk
 from ingest.config import CrawlConfig
+from ingest.env import RunEnv, make_env
 from ingest.errors import ConfigError, PermanentError
 from ingest.extract import Document
 from ingest.model import PageStatus, VersionStatus
-from ingest.run import BATCH_PAGES, Hooks, RunEnv, make_env
+from ingest.records import chunk_rows_of, make_record
+from ingest.run import BATCH_PAGES
 from ingest.state import ChunkRow, NewChunk, PageRow, StateDB, utcnow
 from ingest.stores import make_store
 from ingest.summary import RunSummary

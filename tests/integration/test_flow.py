@@ -10,8 +10,8 @@ import pytest
 
 from flows.ingest import RunFailed, ingest_flow
 from ingest.config import load_crawl
+from ingest.env import live_version_number
 from ingest.query import search
-from ingest.run import live_version_number
 from ingest.state import StateDB
 from ingest.stores import make_store
 from tests.conftest import SAMPLE_SITE

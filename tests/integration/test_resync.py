@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest.bookkeeping import RunFailed
 from ingest.config import load_crawl
-from ingest.run import RunFailed, live_version_number
+from ingest.env import live_version_number
 from ingest.state import StateDB
 from ingest.stores import make_store
 from tests.integration.conftest import ingest

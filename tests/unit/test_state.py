@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ingest.bookkeeping import Heartbeat
 from ingest.errors import RunInProgressError
 from ingest.model import PageStatus, RunStatus, VersionStatus
-from ingest.run import Heartbeat
 from ingest.state import NewChunk, NewPage, StateDB, utcnow
 from ingest.state.schema import locks
 
