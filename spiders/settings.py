@@ -62,6 +62,8 @@ ITEM_PIPELINES = {"spiders.pipelines.PageStorePipeline": 300}
 
 # Sitemaps may be up to 50 MB uncompressed (sitemaps.org), whatever max_page_bytes says about pages.
 WEBVEC_SITEMAP_MAXSIZE = 50 * 1024 * 1024
+# Sitemap files (robots.txt and indexes included) read in one crawl, so nested indexes cannot trap it.
+WEBVEC_MAX_SITEMAPS = 1000
 WEBVEC_ALLOW_PRIVATE_NETWORKS = False
 
 
