@@ -7,6 +7,7 @@ Secrets never live here: configs name the environment variable that holds a key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -24,6 +25,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
 _CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*\.?$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -125,6 +127,59 @@ class SourceConfig(_Strict):
             return list(self.allowed_domains)
         hosts = [urlsplit(u).hostname or "" for u in self.start_urls]
         return sorted({h.lower() for h in hosts if h})
+
+    # -- network safety and time budget (issue 8) ----------------------------------------------
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description=(
+            "Host names, IP addresses or networks (10.0.0.0/8) the crawl may reach although they are "
+            "private or cloud-metadata addresses; the only way to reach a metadata address."
+        ),
+    )
+    proxy: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s)://host:port of a proxy for every request; credentials go in https_proxy "
+        "with use_env_proxy instead.",
+    )
+    use_env_proxy: bool = Field(
+        False, description="Honour http_proxy/https_proxy/no_proxy from the environment (ignored otherwise)."
+    )
+    max_duration: timedelta = Field(
+        timedelta(hours=6),
+        ge=timedelta(seconds=1),
+        le=timedelta(days=30),
+        description="Time budget of one crawl ('45s', '30m', '6h'); a crawl cut by it is not complete.",
+    )
+
+    _max_duration = field_validator("max_duration", mode="before")(_parse_duration)
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _allow_hosts(cls, hosts: list[str]) -> list[str]:
+        out = []
+        for host in hosts:
+            entry = host.strip().strip("[]").lower()
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_RE.match(entry):
+                    raise ValueError(f"not a host name, IP address or network: {host!r}") from None
+            out.append(entry)
+        return out
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(_check_http_url(url))
+        if parts.username or parts.password:
+            raise ValueError(
+                "has credentials: put the proxy URL in https_proxy/http_proxy and set use_env_proxy: true"
+            )
+        return url
 
 
 class ChunkConfig(_Strict):
