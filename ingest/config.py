@@ -12,6 +12,7 @@ outside ``$WEBVEC_HOME``) live in :mod:`ingest.preflight`; everything here is pu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -44,6 +45,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 _CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 # The sign is accepted here so that "-7d" gets the range message below, not a parse error.
 _DURATION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*\.?$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # POSIX names of environment variables; anything else in an *_env key is most likely the secret itself.
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -321,6 +323,64 @@ class SourceConfig(_Strict):
             "stalling a scheduled run on a server that announces an hour of maintenance."
         ),
     )
+
+    # -- network safety and time budget (issue 8) ----------------------------------------------
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description=(
+            "Host names, IP addresses or networks (10.0.0.0/8) the crawl may reach although they are "
+            "private or cloud-metadata addresses; the only way to reach a metadata address."
+        ),
+    )
+    proxy: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s)://host:port of a proxy for every request; credentials go in https_proxy "
+        "with use_env_proxy instead.",
+    )
+    use_env_proxy: bool = Field(
+        False, description="Honour http_proxy/https_proxy/no_proxy from the environment (ignored otherwise)."
+    )
+    max_duration: Duration = Field(
+        timedelta(hours=6),
+        description="Time budget of one crawl (1s-30d: '45s', '30m', '6h'); a crawl cut by it is not "
+        "complete.",
+        json_schema_extra={"default": "6h"},
+    )
+
+    @field_validator("max_duration")
+    @classmethod
+    def _max_duration(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(days=30):
+            raise ValueError(f"must be between 1s and 30d, not {_show(value)}")
+        return value
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _allow_hosts(cls, hosts: list[str]) -> list[str]:
+        out = []
+        for host in hosts:
+            entry = host.strip().strip("[]").lower()
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_RE.match(entry):
+                    raise ValueError(f"not a host name, IP address or network: {host!r}") from None
+            out.append(entry)
+        return out
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(_check_http_url(url))
+        if parts.username or parts.password:
+            raise ValueError(
+                "has credentials: put the proxy URL in https_proxy/http_proxy and set use_env_proxy: true"
+            )
+        return url
 
 
 class ChunkConfig(_Strict):

@@ -1,9 +1,10 @@
-"""The spider subprocess as the flows start it (``python -m spiders.run``), without importing Scrapy.
+"""The spider subprocess as a run starts it (``python -m spiders.run``), without importing Scrapy.
 
 :class:`SpiderCrawler` is the crawl source of a run (:class:`ingest.run.CrawlSource`): it starts the
-spider with only the environment it needs, its output in ``$WEBVEC_HOME/logs/<run_id>.spider.log``,
-and the parent's pid, so that the spider dies with the run (it sets Linux's parent-death signal on
-itself, :func:`spiders.run.die_with_parent`) instead of crawling on after a ``kill -9`` of the CLI.
+spider with the command line and environment :mod:`spiders.run` defines (no API keys), its output in
+``$WEBVEC_HOME/logs/<run_id>.spider.log``, and the parent's pid, so that the spider dies with the run
+(it sets Linux's parent-death signal on itself, :func:`spiders.run.die_with_parent`) instead of
+crawling on after a ``kill -9`` of the CLI. A spider past its hard deadline is killed.
 """
 
 from __future__ import annotations
@@ -13,53 +14,55 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ingest.config import load_crawl, webvec_home
 from ingest.errors import WebvecError
 from ingest.run import CrawlStats
-from spiders.run import PAGE_STORE_ENV
+from spiders.run import PAGE_STORE_ENV, spider_command, spider_env, spider_timeout_seconds
 
 # Seconds a stopped spider gets to close cleanly before it is killed.
 STOP_GRACE_S = 5.0
-# Environment variables the spider needs: its own settings, Python's, locale, TLS and a proxy only
-# when the crawl says so (see spider_env). API keys and other secrets never reach it.
-_PASS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
-_PASS_PREFIXES = ("WEBVEC_", "SSL_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SCRAPY_")
-
-
-def spider_env(environ: Mapping[str, str], keep: tuple[str, ...] = ()) -> dict[str, str]:
-    """The environment of the spider subprocess: only what it needs (plus the variables in ``keep``,
-    e.g. the one holding a shared ledger's URL)."""
-    return {
-        k: v
-        for k, v in environ.items()
-        if k in _PASS or k in keep or any(k.startswith(p) for p in _PASS_PREFIXES)
-    }
+# Exit status of a spider that hit its own hard deadline (spiders.run): it ran, it is not complete.
+DEADLINE_EXIT = 3
 
 
 class SpiderRun:
     """One running spider subprocess (:class:`ingest.run.CrawlHandle`)."""
 
     def __init__(
-        self, cmd: list[str], env: dict[str, str], log_path: Path, stats_file: Path, temp: bool
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        stats_file: Path,
+        *,
+        temp: bool,
+        timeout: float,
     ) -> None:
         self.log_path = str(log_path)
         self._stats_file = stats_file
         self._temp = temp
+        self._timeout = timeout
         self._started = time.perf_counter()
         self._seconds: float | None = None  # the spider's own run time, taken when it is seen ending
+        self._killed = False
         with open(log_path, "wb") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def finished(self) -> bool:
-        """Whether the spider has exited."""
+        """Whether the spider has exited. One past its deadline is killed here: a hung crawl must
+        not hold the run forever (the spider's own watchdog normally ends it first)."""
         if self._proc.poll() is None:
-            return False
+            if time.perf_counter() - self._started < self._timeout:
+                return False
+            self._proc.kill()
+            self._proc.wait()
+            self._killed = True
         if self._seconds is None:
             self._seconds = round(time.perf_counter() - self._started, 3)
         return True
@@ -71,16 +74,25 @@ class SpiderRun:
             return ""
         return " | ".join(line.strip() for line in lines[-3:])
 
+    def _stats(self) -> dict[str, Any]:
+        if not self._stats_file.exists():
+            return {}
+        stats: dict[str, Any] = json.loads(self._stats_file.read_text())
+        return stats
+
     def result(self) -> CrawlStats:
         """Wait for the spider; its stats, or WebvecError with the end of its log and the log's path."""
         try:
-            code = self._proc.wait()
-            self.finished()
+            while not self.finished():
+                time.sleep(0.2)
             seconds = self._seconds or 0.0
+            code = self._proc.returncode
+            if self._killed or code == DEADLINE_EXIT:  # out of time: what it stored stands, incomplete
+                return CrawlStats(complete=False, seconds=seconds, raw={**self._stats(), "deadline": True})
             if code != 0:
                 where = "" if self._temp else f" (log: {self.log_path})"
                 raise WebvecError(f"spider exited with code {code}: {self._tail()}{where}")
-            raw = json.loads(self._stats_file.read_text()) if self._stats_file.exists() else {}
+            raw = self._stats()
         finally:
             self._cleanup()
         return CrawlStats(complete=bool(raw.get("complete")), seconds=seconds, raw=raw)
@@ -112,18 +124,14 @@ class SpiderCrawler:
     ) -> SpiderRun:
         """Start crawling; pages go to the state DB at ``page_store``. A dry run keeps its log in a
         temporary folder (removed at the end; a failure quotes its last lines) and writes nothing else."""
+        cfg = load_crawl(crawl_path)
         logs = Path(tempfile.mkdtemp(prefix="webvec-spider-")) if dry_run else webvec_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stats = logs / f"{run_id}.stats.json"
-        cmd = [sys.executable, "-m", "spiders.run", "--crawl", str(crawl_path), "--run-id", run_id]
-        cmd += ["--stats-file", str(stats), "--parent-pid", str(os.getpid())]
-        if dry_run:
-            cmd.append("--dry-run")
-        if urls:
-            cmd += ["--urls", *urls]
-        # A shared ledger's URL sits in the environment variable the crawl names (it may hold a
-        # password, so neither URL goes on the command line, where `ps` shows it).
-        url_env = load_crawl(crawl_path).state.url_env
-        env = spider_env(self.environ, (url_env,) if url_env else ())
+        cmd = spider_command(crawl_path, run_id, stats, urls, dry_run=dry_run, parent_pid=os.getpid())
+        # Only what the spider needs (no API keys). The page store's URL goes in the environment, not
+        # on the command line, where `ps` would show a password it may hold.
+        env = spider_env(self.environ, cfg)
         env[PAGE_STORE_ENV] = page_store
-        return SpiderRun(cmd, env, logs / f"{run_id}.spider.log", stats, temp=dry_run)
+        timeout = spider_timeout_seconds(cfg.source)
+        return SpiderRun(cmd, env, logs / f"{run_id}.spider.log", stats, temp=dry_run, timeout=timeout)

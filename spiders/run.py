@@ -6,29 +6,91 @@ if ``--stats-file`` is given (see :meth:`spiders.spiders.config_spider.ConfigSpi
 
 Exit status: 0 when the crawl ran (even if it stored nothing; read ``complete`` in the stats file),
 2 on a bad crawl definition or bad arguments (one line on stderr), 1 when the crawl could not run
-(state DB unreachable, spider failed to start).
+(state DB unreachable, spider failed to start), 3 when the hard deadline (``--max-seconds``) stopped it
+(the stats file then says ``complete: false`` and ``finish_reason: "deadline"``; the pages stored
+until then are in the state DB).
+
+Time limits, from soft to hard:
+
+1. ``source.max_duration`` (default 6 h): Scrapy's CLOSESPIDER_TIMEOUT closes the spider gracefully;
+   the downloads in flight finish (each within ``source.download_timeout``), the stats file is
+   written, ``finish_reason`` is ``closespider_timeout`` and the crawl is not complete.
+2. ``--max-seconds`` (default :func:`hard_deadline_seconds`: max_duration + download_timeout + 60 s):
+   a watchdog thread writes the stats file and ends the process with status 3, whatever the reactor
+   is doing (a hung close, a blocked DNS lookup, a stuck state DB).
+3. The caller's own subprocess timeout, :func:`spider_timeout_seconds` (a little longer still), for a
+   process that cannot even run its watchdog.
+
+Callers build the command line with :func:`spider_command` and the environment with :func:`spider_env`
+(only what the spider needs: no API keys, no proxy variables unless ``source.use_env_proxy``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.config import load_crawl
+from ingest.config import CrawlConfig, SourceConfig, load_crawl
 from ingest.errors import ConfigError
 
 # The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
 PAGE_STORE_ENV = "WEBVEC_PAGE_STORE_URL"
 
 logger = logging.getLogger("spiders.run")
+
+EXIT_DEADLINE = 3
+# Start-up (imports, reactor) and shut-down (stats, state DB) on top of the crawl's own time limits.
+DEADLINE_GRACE_S = 60.0
+# How much longer than the process's own deadline a caller's subprocess timeout waits.
+CALLER_GRACE_S = 30.0
+
+# The environment the spider process keeps (spider_env): what Python, the network stack and the state
+# DB need, and nothing else: embedder and store keys, cloud credentials and tokens stay in the parent.
+SPIDER_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "SYSTEMROOT",  # Windows: sockets need it
+        "WINDIR",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONIOENCODING",
+        "PYTHONUTF8",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONWARNINGS",
+        "PYTHONNOUSERSITE",
+        "PYTHONSAFEPATH",
+        "PYTHONHASHSEED",
+        "VIRTUAL_ENV",
+        "COVERAGE_PROCESS_START",
+        "SSL_CERT_FILE",  # OpenSSL's trust store, for https
+        "SSL_CERT_DIR",
+        "WEBVEC_HOME",
+        "WEBVEC_CRAWLS_DIR",
+    }
+)
+# Locale categories, and libpq's settings for a PostgreSQL state DB (PGHOST, PGPASSFILE, ...).
+SPIDER_ENV_PREFIXES = ("LC_", "PG")
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
+PROXY_ENV_NAMES = frozenset(_PROXY_VARIABLES) | {name.upper() for name in _PROXY_VARIABLES}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,6 +111,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fetch only the URLs the sitemaps list (source.sitemaps, else robots.txt), follow no links",
     )
+    parser.add_argument(
+        "--max-seconds",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="hard wall-clock limit: stop the process with status 3 after this long "
+        "(default: source.max_duration + source.download_timeout + 60 s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,6 +133,81 @@ def die_with_parent(parent_pid: int) -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         sys.exit(1)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def hard_deadline_seconds(source: SourceConfig) -> float:
+    """Default ``--max-seconds``: the crawl's time budget, its last downloads, start-up and shut-down."""
+    return source.max_duration.total_seconds() + source.download_timeout + DEADLINE_GRACE_S
+
+
+def spider_timeout_seconds(source: SourceConfig, max_seconds: float | None = None) -> float:
+    """A timeout for the caller's ``subprocess.run``: a little longer than the process's own deadline."""
+    deadline = max_seconds if max_seconds is not None else hard_deadline_seconds(source)
+    return deadline + CALLER_GRACE_S
+
+
+def spider_command(
+    crawl_path: str | os.PathLike[str],
+    run_id: str,
+    stats_file: str | os.PathLike[str],
+    urls: Sequence[str] | None = None,
+    *,
+    sitemap_only: bool = False,
+    max_seconds: float | None = None,
+    dry_run: bool = False,
+    parent_pid: int | None = None,
+    python: str | None = None,
+) -> list[str]:
+    """The command line that runs one crawl in a subprocess (``python -m spiders.run ...``).
+
+    ``max_seconds`` sets ``--max-seconds``; without it the process applies
+    :func:`hard_deadline_seconds` of the crawl itself. Run it with ``env=spider_env(os.environ, cfg)``
+    and ``timeout=spider_timeout_seconds(cfg.source, max_seconds)``.
+    """
+    command = [python or sys.executable, "-m", "spiders.run", "--crawl", os.fspath(crawl_path)]
+    command += ["--run-id", run_id, "--stats-file", os.fspath(stats_file)]
+    if sitemap_only:
+        command.append("--sitemap-only")
+    if max_seconds is not None:
+        command += ["--max-seconds", repr(float(max_seconds))]
+    if dry_run:
+        command.append("--dry-run")
+    if parent_pid is not None:
+        command += ["--parent-pid", str(parent_pid)]
+    if urls:
+        command += ["--urls", *urls]
+    return command
+
+
+def spider_env(environ: Mapping[str, str], crawl: CrawlConfig | None = None) -> dict[str, str]:
+    """The environment for the spider subprocess: ``environ`` filtered to what the spider needs.
+
+    Kept: ``SPIDER_ENV_NAMES``, ``LC_*`` and ``PG*`` (libpq), and, given the crawl, the variable its
+    ``state.url_env`` names and, with ``source.use_env_proxy``, the proxy variables. Everything else
+    (OPENAI_API_KEY, PINECONE_API_KEY, cloud credentials, tokens) stays out of a process that parses
+    untrusted web content.
+    """
+    keep = set(SPIDER_ENV_NAMES)
+    if crawl is not None:
+        if crawl.state.url_env:
+            keep.add(crawl.state.url_env)
+        if crawl.source.use_env_proxy:
+            keep |= PROXY_ENV_NAMES
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in keep or (name.startswith(SPIDER_ENV_PREFIXES) and name not in PROXY_ENV_NAMES)
+    }
 
 
 def write_stats(path: Path, stats: dict[str, Any]) -> None:
@@ -83,6 +227,34 @@ def _redacted(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "(unparseable URL)"
+
+
+def _start_watchdog(
+    seconds: float, crawler: Any, cfg: CrawlConfig, args: argparse.Namespace
+) -> threading.Timer:
+    """A daemon timer that ends the process after ``seconds``, whatever the reactor is doing."""
+
+    def expire() -> None:
+        stats: dict[str, Any] = {"crawl": cfg.name, "run_id": args.run_id}
+        # The counters are read from another thread: good enough for a report, and optional.
+        with contextlib.suppress(Exception):
+            stats.update(crawler.spider.crawl_stats())
+        stats.update({"complete": False, "finish_reason": "deadline", "deadline_s": seconds})
+        try:
+            if args.stats_file:
+                write_stats(args.stats_file, stats)
+        finally:
+            print(
+                f"hard deadline of {seconds:g} s (--max-seconds) reached: spider stopped, crawl not complete",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_DEADLINE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,9 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         page_store=page_store,
         dry_run=args.dry_run,
     )
+    deadline = args.max_seconds if args.max_seconds is not None else hard_deadline_seconds(cfg.source)
+    watchdog = _start_watchdog(deadline, crawler, cfg, args)
     try:
         process.start()
     finally:
+        watchdog.cancel()
         page_store.close()
         if state is not None:
             state.close()

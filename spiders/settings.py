@@ -54,9 +54,21 @@ DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 
+# Every DNS answer a connection uses is checked against the crawl's network policy (DNS rebinding).
+TWISTED_DNS_RESOLVER = "spiders.resolver.SafeResolver"
+# The HTTP/1.1 handler connects through Twisted, hence through the resolver above; pinned so a change of
+# Scrapy's default handler (httpx, aiohttp: their own DNS) cannot silently bypass it.
+DOWNLOAD_HANDLERS = {
+    "http": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+    "https": "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler",
+}
+
 DOWNLOADER_MIDDLEWARES = {
     # Before the robots.txt middleware (100): a refused host must not even get its robots.txt fetched.
     "spiders.middlewares.SafetyMiddleware": 50,
+    # Proxies from the crawl definition only; the environment's are ignored unless source.use_env_proxy.
+    "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": None,
+    "spiders.middlewares.ConfiguredProxyMiddleware": 750,
     # ConfigSpider checks domains when it schedules a link and SafetyMiddleware checks redirects.
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
     # Scrapy's RobotsTxtMiddleware allows everything when robots.txt fails; this one follows RFC 9309
@@ -77,7 +89,12 @@ ITEM_PIPELINES = {"spiders.pipelines.PageStorePipeline": 300}
 
 # Sitemaps may be up to 50 MB uncompressed (sitemaps.org), whatever max_page_bytes says about pages.
 WEBVEC_SITEMAP_MAXSIZE = 50 * 1024 * 1024
+# Sitemap files (robots.txt and indexes included) read in one crawl, so nested indexes cannot trap it.
+WEBVEC_MAX_SITEMAPS = 1000
 WEBVEC_ALLOW_PRIVATE_NETWORKS = False
+WEBVEC_ALLOW_HOSTS: list[str] = []
+WEBVEC_PROXY: str | None = None
+WEBVEC_USE_ENV_PROXY = False
 
 
 def settings_for(source: SourceConfig) -> dict[str, Any]:
@@ -97,4 +114,10 @@ def settings_for(source: SourceConfig) -> dict[str, Any]:
         "WEBVEC_ALLOW_PRIVATE_NETWORKS": source.allow_private_networks,
         "WEBVEC_MAX_CRAWL_DELAY": source.max_crawl_delay,
         "WEBVEC_MAX_RETRY_AFTER": source.max_retry_after,
+        "WEBVEC_ALLOW_HOSTS": list(source.allow_hosts),
+        "WEBVEC_PROXY": source.proxy,
+        "WEBVEC_USE_ENV_PROXY": source.use_env_proxy,
+        # The crawl's time budget: Scrapy's CloseSpider extension closes the spider gracefully
+        # (finish_reason "closespider_timeout", so the crawl is reported as not complete).
+        "CLOSESPIDER_TIMEOUT": source.max_duration.total_seconds(),
     }

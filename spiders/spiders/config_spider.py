@@ -7,6 +7,11 @@ What it does with each URL, in order:
    domain (or a subdomain of one), pass ``source.include``/``source.exclude`` and lie within
    ``source.max_depth``. Start URLs, ``--urls`` and URLs listed by sitemaps are always requested (sitemap
    URLs only on allowed domains) and start at depth 0; they are stored only if they pass the filters.
+   Sitemaps are read lazily (see :meth:`ConfigSpider.start`): one sitemap file at a time, streamed, and
+   its URLs handed to Scrapy only as download slots and the ``max_pages`` budget allow, so a sitemap of
+   millions of URLs costs flat memory and a handful of requests when ``max_pages`` is small.
+   Sitemaps named in ``source.sitemaps`` may be anywhere; those they or robots.txt point to must be
+   on an allowed domain.
 2. Safety. :class:`~spiders.middlewares.SafetyMiddleware` refuses private and loopback hosts (redirects
    included) unless ``allow_private_networks``; robots.txt is obeyed unless ``obey_robots: false``
    (:mod:`spiders.robots`: an unreachable robots.txt disallows its host, Crawl-delay is honoured up to
@@ -19,15 +24,17 @@ What it does with each URL, in order:
    after its retries says its final cause (``http 503 after 3 attempts``, ``connection refused after 3
    attempts``); the stats file counts them (``failed_pages``) and lists the first few (``failed``).
 4. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
-   the spider and the crawl is reported as not complete.
+   the spider and the crawl is reported as not complete. ``source.max_duration`` closes it the same way
+   (Scrapy's CLOSESPIDER_TIMEOUT, finish reason ``closespider_timeout``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
@@ -37,10 +44,10 @@ from scrapy.exceptions import DownloadCancelledError, IgnoreRequest, StopDownloa
 from scrapy.http import HtmlResponse, Response, TextResponse
 from scrapy.linkextractors import IGNORED_EXTENSIONS, LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.defer import deferred_from_coro
-from scrapy.utils.gz import gunzip, gzip_magic_number
-from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
-from twisted.internet.defer import CancelledError
+from scrapy.utils.asyncio import call_later
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.sitemap import sitemap_urls_from_robots
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from ingest.config import CrawlConfig, load_crawl
@@ -49,7 +56,8 @@ from ingest.state import FetchedPage, StateDB
 from ingest.urls import canonicalize_url, host_of
 from spiders.middlewares import RequestRefused
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
-from spiders.settings import WEBVEC_SITEMAP_MAXSIZE, settings_for
+from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
+from spiders.sitemaps import SitemapEntry, iter_sitemap, open_sitemap_body
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,13 @@ DEPTH = "webvec_depth"
 ROBOTS = "webvec_robots"  # a robots.txt read for its Sitemap: lines
 ADMITTED = "webvec_admitted"  # canonical URL last admitted by admit_redirect
 RECEIVED = "webvec_received"  # body bytes received so far
+FROM_SITEMAP = "webvec_from_sitemap"  # a sitemap-listed page counted in _sitemap_outstanding
+SITEMAP_OPEN = "webvec_sitemap_open"  # a sitemap request counted in _sitemaps_in_flight
+
+# How long the sitemap feed sleeps when it cannot hand out a request, unless a response wakes it first.
+FEED_POLL_S = 0.25
+# Sitemap files held at once (being fed plus being downloaded): one fed while the next downloads.
+SITEMAPS_AHEAD = 2
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Links to documents are followed although they are not HTML: their download stops at the headers and
@@ -97,6 +112,16 @@ def _header(response: Response, name: str) -> str | None:
 
 def _mime(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+@dataclass
+class _SitemapSource:
+    """A urlset being fed: its entries, read lazily, and what was made of them."""
+
+    url: str
+    entries: Iterator[SitemapEntry]
+    listed: int = 0
+    new: int = 0
 
 
 def _as_list(urls: Sequence[str] | str | None) -> list[str]:
@@ -156,6 +181,12 @@ class ConfigSpider(Spider):
         self._seen: set[str] = set()  # canonical URLs scheduled, so each is fetched once
         self._finals: set[str] = set()  # canonical final URLs stored, so redirects store a page once
         self._sitemaps_seen: set[str] = set()
+        self._sitemap_queue: deque[str] = deque()  # sitemap files (and robots.txt) still to download
+        self._sitemap_sources: deque[_SitemapSource] = deque()  # urlsets whose URLs are being fed
+        self._sitemaps_in_flight = 0
+        self._sitemap_outstanding = 0  # sitemap-listed page requests handed out, not yet answered
+        self._wakeup: Deferred[None] | None = None
+        self._offsite_sitemaps: set[str] = set()
         self._offsite: set[str] = set()
         self._filtered_links: set[str] = set()
         self._too_deep: set[str] = set()
@@ -200,12 +231,22 @@ class ConfigSpider(Spider):
 
     # -- requests -----------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Request]:
-        """Start URLs and sitemaps, or exactly the backfill URLs."""
+        """Start URLs, then sitemaps and the pages they list; or exactly the backfill URLs.
+
+        Scrapy pulls from ``start()`` eagerly into its scheduler, so the sitemap feed paces itself: a
+        sitemap's URLs are handed out one at a time, only while the downloader has a free slot
+        (``engine.needs_backout()``) and fewer sitemap pages are unanswered than the remaining
+        ``max_pages`` budget plus ``source.concurrency``. A page that fails or is filtered frees its
+        slot and the feed refills; once the budget is spent the spider closes and the rest of the
+        sitemap is never read. Sitemap files themselves are downloaded one ahead of the feed.
+        """
         for request in self.start_requests_sync():
+            yield request
+        async for request in self._sitemap_feed():
             yield request
 
     def start_requests_sync(self) -> Iterator[Request]:
-        """The initial requests, as a plain iterator."""
+        """The start URLs (or the backfill URLs) as a plain iterator; queues the configured sitemaps."""
         if self.backfill_urls:
             for url in self.backfill_urls:
                 yield self._page_request(url, 0)
@@ -221,9 +262,122 @@ class ConfigSpider(Spider):
             origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, source.start_urls)}
             sitemaps = [f"{origin}/robots.txt" for origin in sorted(origins)]
         for url in sitemaps:
-            request = self._sitemap_request(url)
-            if request is not None:
-                yield request
+            # Named by the user, so allowed wherever it is (a CDN, another host of the site).
+            self._queue_sitemap(url, configured=True)
+
+    # -- the lazy sitemap feed ------------------------------------------------------------------
+    def _queue_sitemap(self, url: str, *, configured: bool = False, found_in: str = "") -> None:
+        if url in self._sitemaps_seen or urlsplit(url).scheme not in ("http", "https"):
+            return
+        if not configured and not self.allowed_host(host_of(url)):
+            # sitemaps.org lets robots.txt point anywhere ("cross submits"), but a crawl fetches only
+            # what its definition allows: another host's sitemap is neither fetched nor read.
+            if url not in self._offsite_sitemaps:
+                self._offsite_sitemaps.add(url)
+                logger.warning("sitemap %s (listed in %s) is off the allowed domains: skipped", url, found_in)
+            return
+        if len(self._sitemaps_seen) >= WEBVEC_MAX_SITEMAPS:
+            if self.counts["sitemaps_over_limit"] == 0:
+                self.counts["sitemap_errors"] += 1  # pages only those sitemaps list are missed
+                logger.warning("more than %d sitemap files: the rest are skipped", WEBVEC_MAX_SITEMAPS)
+            self.counts["sitemaps_over_limit"] += 1
+            return
+        self._sitemaps_seen.add(url)
+        self._sitemap_queue.append(url)
+        self._wake()
+
+    def _feed_has_room(self) -> bool:
+        remaining = self.cfg.source.max_pages - self._pages
+        if self._sitemap_outstanding >= remaining + self.cfg.source.concurrency:
+            return False
+        return not self.crawler.engine.needs_backout()
+
+    def _next_sitemap_page(self) -> Request | None:
+        """The next new page request of the urlset being fed (None when all have run out)."""
+        while self._sitemap_sources:
+            source = self._sitemap_sources[0]
+            for entry in source.entries:
+                source.listed += 1
+                request = self._sitemap_page_request(entry.loc)
+                if request is not None:
+                    source.new += 1
+                    return request
+            self._sitemap_sources.popleft()
+            logger.info("sitemap %s: %d URLs, %d new", source.url, source.listed, source.new)
+        return None
+
+    async def _sitemap_feed(self) -> AsyncIterator[Request]:
+        while not self.limit_reached and self.finish_reason is None and self.crawler.engine.running:
+            if self._sitemap_queue and len(self._sitemap_sources) + self._sitemaps_in_flight < SITEMAPS_AHEAD:
+                yield self._sitemap_request(self._sitemap_queue.popleft())
+                continue
+            if self._sitemap_sources and self._feed_has_room():
+                request = self._next_sitemap_page()
+                if request is not None:
+                    yield request
+                continue
+            if not (self._sitemap_sources or self._sitemap_queue or self._sitemaps_in_flight):
+                return  # every sitemap read and fed
+            await self._sleep(FEED_POLL_S)
+            self._forget_lost_requests()
+
+    def _sitemap_page_request(self, loc: str) -> Request | None:
+        if urlsplit(loc).scheme not in ("http", "https"):
+            return None
+        url = canonicalize_url(loc)
+        if url in self._seen:
+            return None
+        if not self.allowed_host(host_of(url)):
+            self._offsite.add(url)
+            return None
+        self._sitemap_outstanding += 1
+        request = self._page_request(url, 0)
+        request.meta[FROM_SITEMAP] = True
+        return request
+
+    def _settle(self, meta: dict[str, Any]) -> None:
+        """A request of the feed got its answer (a response or an error): its slot is free again."""
+        if meta.pop(FROM_SITEMAP, False):
+            self._sitemap_outstanding = max(0, self._sitemap_outstanding - 1)
+            self._wake()
+        if meta.pop(SITEMAP_OPEN, False):
+            self._sitemaps_in_flight = max(0, self._sitemaps_in_flight - 1)
+            self._wake()
+
+    def _forget_lost_requests(self) -> None:
+        # Every request ends in a callback or an errback, which settle it; should one ever vanish
+        # without either, the feed would wait for it forever and the crawl would never end. When
+        # nothing at all is in flight, nothing can still be outstanding.
+        engine = self.crawler.engine
+        scheduler = engine.scheduler
+        scraper_slot = engine.scraper.slot
+        busy = (
+            bool(engine.downloader.active)
+            or (scheduler is not None and scheduler.has_pending_requests())
+            or (scraper_slot is not None and not scraper_slot.is_idle())
+        )
+        if (self._sitemap_outstanding or self._sitemaps_in_flight) and not busy:
+            logger.debug(
+                "sitemap feed: forgetting %d page and %d sitemap requests that never answered",
+                self._sitemap_outstanding,
+                self._sitemaps_in_flight,
+            )
+            self._sitemap_outstanding = self._sitemaps_in_flight = 0
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a response wakes the feed (see :meth:`_wake`)."""
+        wakeup: Deferred[None] = Deferred()
+        self._wakeup = wakeup
+        timer = call_later(seconds, self._wake)
+        try:
+            await maybe_deferred_to_future(wakeup)
+        finally:
+            timer.cancel()
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.called:
+            wakeup.callback(None)
 
     def _page_request(self, url: str, depth: int, *, conditional: bool = True) -> Request:
         self._seen.add(url)
@@ -243,18 +397,17 @@ class ConfigSpider(Spider):
             meta={KIND: "page", URL: url, DEPTH: depth},
         )
 
-    def _sitemap_request(self, url: str) -> Request | None:
-        if url in self._sitemaps_seen or urlsplit(url).scheme not in ("http", "https"):
-            return None
-        self._sitemaps_seen.add(url)
+    def _sitemap_request(self, url: str) -> Request:
+        self._sitemaps_in_flight += 1
         meta: dict[str, Any] = {
             KIND: "sitemap",
+            SITEMAP_OPEN: True,
             "download_maxsize": max(WEBVEC_SITEMAP_MAXSIZE, self.cfg.source.max_page_bytes),
         }
         if urlsplit(url).path.endswith("/robots.txt"):
             meta[ROBOTS] = True
             meta["dont_obey_robotstxt"] = True
-        # Sitemaps first: the pages they list start at depth 0 like the start URLs.
+        # Before pages: the pages they list start at depth 0 like the start URLs.
         return Request(
             url, callback=self.parse_sitemap, errback=self.on_sitemap_error, priority=100, meta=meta
         )
@@ -307,6 +460,7 @@ class ConfigSpider(Spider):
     # -- responses ----------------------------------------------------------------------------
     def parse_page(self, response: Response) -> Iterator[Request | FetchedPage]:
         """Turn one page response into a FetchedPage row and the requests for its links."""
+        self._settle(response.meta)
         url: str = response.meta[URL]
         depth: int = response.meta[DEPTH]
         final = canonicalize_url(response.url)
@@ -410,6 +564,7 @@ class ConfigSpider(Spider):
     def on_page_error(self, failure: Failure) -> Iterator[FetchedPage]:
         """Record a page request that produced no usable response as a skipped row."""
         request: Request = failure.request  # type: ignore[attr-defined]
+        self._settle(request.meta)
         exc = failure.value
         url = request.meta.get(URL) or canonicalize_url(request.url)
         final = canonicalize_url(request.url)
@@ -459,61 +614,32 @@ class ConfigSpider(Spider):
         )
 
     # -- sitemaps -----------------------------------------------------------------------------
-    def parse_sitemap(self, response: Response) -> Iterator[Request]:
-        """Read a robots.txt (its Sitemap: lines), a sitemap index or a urlset."""
+    def parse_sitemap(self, response: Response) -> None:
+        """Read a robots.txt (its Sitemap: lines), a sitemap index or a urlset into the feed."""
+        self._settle(response.meta)
         if response.meta.get(ROBOTS):
             found = list(sitemap_urls_from_robots(response.body, base_url=response.url))
             if not found:
                 logger.info("no Sitemap: lines in %s", response.url)
             for url in found:
-                request = self._sitemap_request(url)
-                if request is not None:
-                    yield request
+                self._queue_sitemap(url, found_in=response.url)
             return
-        body = self._sitemap_body(response)
-        sitemap = None
-        if body:
-            try:
-                sitemap = Sitemap(body)
-            except Exception:
-                sitemap = None
-        if sitemap is None or sitemap.type not in ("sitemapindex", "urlset"):
+        stream = open_sitemap_body(response.body, response.meta["download_maxsize"])
+        kind, entries = iter_sitemap(stream) if stream is not None else (None, iter(()))
+        if kind is None:
             self.counts["sitemap_errors"] += 1
             logger.warning("not a sitemap: %s", response.url)
-            return
-        locs = [entry["loc"] for entry in sitemap if entry.get("loc")]
-        if sitemap.type == "sitemapindex":
-            for loc in locs:
-                request = self._sitemap_request(loc)
-                if request is not None:
-                    yield request
-            return
-        listed = 0
-        for loc in locs:
-            if urlsplit(loc).scheme not in ("http", "https"):
-                continue
-            url = canonicalize_url(loc)
-            if url in self._seen or self.backfill_urls or self.limit_reached:
-                continue
-            if not self.allowed_host(host_of(url)):
-                self._offsite.add(url)
-                continue
-            listed += 1
-            yield self._page_request(url, 0)
-        logger.info("sitemap %s: %d URLs, %d new", response.url, len(locs), listed)
-
-    def _sitemap_body(self, response: Response) -> bytes | None:
-        if gzip_magic_number(response):
-            try:
-                return gunzip(response.body, max_size=response.meta["download_maxsize"])
-            except Exception:
-                return None
-        body = response.body.lstrip()
-        return body if body.startswith(b"<") else None
+        elif kind == "sitemapindex":
+            for entry in entries:
+                self._queue_sitemap(entry.loc, found_in=response.url)
+        else:
+            self._sitemap_sources.append(_SitemapSource(response.url, entries))
+            self._wake()
 
     def on_sitemap_error(self, failure: Failure) -> None:
         """A sitemap that cannot be read: pages only it lists are missed, so the crawl is incomplete."""
         request: Request = failure.request  # type: ignore[attr-defined]
+        self._settle(request.meta)
         exc = failure.value
         detail = f"http {exc.response.status}" if isinstance(exc, HttpError) else f"{type(exc).__name__}"
         self.counts["sitemap_errors"] += 1
@@ -568,6 +694,7 @@ class ConfigSpider(Spider):
                 "cancelled": c["cancelled"],
                 "over_limit": c["over_limit"],
                 "offsite_links": len(self._offsite),
+                "offsite_sitemaps": len(self._offsite_sitemaps),
                 "filtered_links": len(self._filtered_links),
                 "depth_limited_links": len(self._too_deep),
                 # Pages that failed after their retries (5xx, 429, timeouts, connection errors), so the

@@ -31,6 +31,28 @@ def test_canonicalize_drops_fragments_and_tracking() -> None:
     assert canonicalize_url("http://example.org") == "http://example.org/"
 
 
+def test_canonicalize_strips_session_ids() -> None:
+    # Nutch's default urlnormalizer-regex names plus Heritrix's ASPSESSIONID and CFID/CFTOKEN.
+    token = "0f3a9c27d4b1e8a65c2d7f90b1e4a3c8"
+    variants = [
+        "http://example.org/shop/cart?item=2",
+        f"http://example.org/shop/cart;jsessionid={token.upper()}?item=2",
+        f"http://example.org/shop/cart;jsessionid={token}.node01?item=2",
+        f"http://example.org/shop/cart?item=2&PHPSESSID={token}",
+        f"http://example.org/shop/cart?jsessionid={token}&item=2",
+        f"http://example.org/shop/cart?sessionid={token}&item=2",
+        f"http://example.org/shop/cart?item=2&sid={token}",
+        f"http://example.org/shop/cart?item=2&bv_sid={token}",
+        "http://example.org/shop/cart?ASPSESSIONIDQCDBDDQS=JFDOAMPAGACBDMLNLFBCCNCI&item=2",
+        "http://example.org/shop/cart?CFID=1234&CFTOKEN=56789012&item=2",
+        f"http://example.org/shop/cart?item=2&utm_source=mail&sid={token}#top",
+    ]
+    assert {canonicalize_url(u) for u in variants} == {"http://example.org/shop/cart?item=2"}
+    # A short sid is usually something else (a site or section id): kept, as Heritrix keeps it.
+    assert canonicalize_url("http://example.org/list?sid=3") == "http://example.org/list?sid=3"
+    assert canonicalize_url("http://example.org/a;jsessionid=X") == "http://example.org/a"
+
+
 def test_private_hosts() -> None:
     for host in (
         "127.0.0.1",
@@ -41,6 +63,13 @@ def test_private_hosts() -> None:
         "::1",
         "[::1]",
         "0.0.0.0",
+        "100.64.0.1",  # carrier-grade NAT
+        "198.18.0.1",
+        "[::ffff:10.0.0.1]",
+        "[fd00:ec2::254]",
+        "100.100.100.200",
+        "metadata.google.internal",
+        "printer.local",
     ):
         assert is_private_host(host), host
     for host in ("8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"):
