@@ -272,20 +272,20 @@ def documents(draw: st.DrawFn) -> Md:
     return Md(doc.text + draw(st.sampled_from(["", "\n", "\n\n  "])), doc.headings)
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(doc=documents(), max_tokens=st.integers(8, 120), overlap=st.integers(0, 12))
 def test_no_loss_and_heading_paths_counting_words(doc: Md, max_tokens: int, overlap: int) -> None:
     check_pieces(doc.text, list(doc.headings), words, max_tokens, overlap)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(doc=documents(), max_tokens=st.integers(20, 600), overlap=st.integers(0, 60))
 def test_no_loss_and_heading_paths_counting_characters(doc: Md, max_tokens: int, overlap: int) -> None:
     # Characters: long words and long headings get cut inside, and pieces end mid-line.
     check_pieces(doc.text, list(doc.headings), len, max_tokens, overlap)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(doc=documents(), max_tokens=st.integers(16, 300), overlap=st.integers(0, 32))
 def test_no_loss_and_heading_paths_counting_cl100k(doc: Md, max_tokens: int, overlap: int) -> None:
     check_pieces(doc.text, list(doc.headings), count_tokens, max_tokens, overlap)
