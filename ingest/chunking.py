@@ -4,28 +4,66 @@ Tokens are counted with the embedder's own tokenizer (``count_tokens``), and no 
 emitted that the model would truncate: every chunk's exact count is checked before it leaves.
 Chunk ids are ``{doc_id}#{hash of chunk text}`` (see :mod:`ingest.ids`), so an edit changes only
 the ids of the chunks it touched. A text repeated within one page becomes one chunk.
+
+Chunks are cut, never rewritten: the text of every chunk is a slice of the markdown, and the part
+after its overlap prefix (``Chunk.body``, at ``markdown[start:end]``) follows the previous piece's
+with only whitespace between. Joining the bodies of all pieces (:func:`cut_markdown`, before the
+de-duplication) therefore gives back the markdown, whitespace aside.
+
+Markdown structure is read the CommonMark way for the two things the chunker needs, ATX headings
+and fenced code blocks, with one deliberate exception for what trafilatura emits (see
+:func:`scan_blocks`). A full CommonMark parser (markdown-it-py) is not used because that exception is
+exactly where it goes wrong: on the Python tutorial's "More Control Flow Tools" page it finds 9
+headings, two of them bogus, where the page has 23.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ingest.ids import chunk_id, text_hash
 
-TokenCounter = Callable[[str], int]
+# Must change whenever the same markdown, counter and budgets would be cut into different chunks (other
+# texts, overlaps or heading paths): the ledger puts it in its chunk_key, so a new version re-chunks
+# every page it keeps. 2: chunks are exact slices of the markdown (closing quotes and brackets kept),
+# CommonMark fences, trafilatura's multi-line inline code, heading path where the chunk's body starts.
+CHUNKER_VERSION = 2
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+TokenCounter = Callable[[str], int]
 HEADING_SEPARATOR = " > "
+
+# CommonMark 4.2 ATX heading: up to 3 spaces of indent, 1-6 '#', then a space/tab or the end of the line.
+_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*")
+# An optional closing sequence of '#'s, preceded by a space or tab (or making up the whole content).
+_ATX_CLOSING = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
+# CommonMark 4.5 fenced code: up to 3 spaces of indent, >= 3 backticks or tildes, then an info string
+# (which, for backticks, may not contain a backtick).
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+_BACKTICKS = re.compile(r"`+")
+# A sentence ends at . ! ? … (or the CJK full stops), with any closing quotes and brackets, before
+# whitespace. The closers belong to the sentence they close: `He said "Stop."` is one sentence.
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]}]*(?=\s)")
+_NON_SPACE = re.compile(r"\S+")
+_BLANK_LINE = re.compile(r"\n[ \t]*\r?\n")
+
+BlockKind = Literal["heading", "code", "text"]
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """One piece of a document, small enough for the embedder."""
+    """One piece of a document, small enough for the embedder.
+
+    ``text`` is ``markdown[start - overlap:end]``: its first ``overlap`` characters repeat the end of
+    the previous chunk of the same section (sentence-aligned, with the whitespace after them), and the
+    rest, :attr:`body`, is ``markdown[start:end]``. Chunks rebuilt without offsets (older ledgers) have
+    ``start = end = overlap = 0``.
+    """
 
     id: str
     doc_id: str
@@ -34,151 +72,426 @@ class Chunk:
     position: int
     tokens: int
     text_hash: str
+    start: int = 0
+    end: int = 0
+    overlap: int = 0
 
     @property
     def heading(self) -> str:
         """The heading path as one string, e.g. ``Guide > Proofing``."""
         return HEADING_SEPARATOR.join(self.heading_path)
 
+    @property
+    def body(self) -> str:
+        """The text without its overlap prefix: what this chunk adds to the previous one."""
+        return self.text[self.overlap :]
 
-@dataclass
-class _Section:
+
+@dataclass(frozen=True)
+class Block:
+    """A heading line, a fenced code block or a paragraph: ``markdown[start:end]``, no outer whitespace."""
+
+    start: int
+    end: int
+    kind: BlockKind
+    path: tuple[str, ...]  # the headings in force at ``start`` (a heading is in force on its own line)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading and the blocks up to the next heading (the first section may have no heading)."""
+
     path: tuple[str, ...]
-    blocks: list[str]
+    blocks: tuple[Block, ...]
+
+    @property
+    def start(self) -> int:
+        """Offset of the section's first character in the markdown."""
+        return self.blocks[0].start
+
+    @property
+    def end(self) -> int:
+        """Offset just after the section's last character in the markdown."""
+        return self.blocks[-1].end
 
 
-def split_sections(markdown: str) -> list[_Section]:
-    """Split markdown into sections at headings; each section's blocks are its heading line and its
-    paragraphs (blank-line separated; fenced code blocks stay whole)."""
-    sections: list[_Section] = [_Section((), [])]
-    stack: list[tuple[int, str]] = []
-    para: list[str] = []
-    in_fence = False
+def _lines(markdown: str) -> Iterator[tuple[int, str]]:
+    """(offset, line without its newline) for each line; only ``\\n`` ends a line (``\\r`` stays)."""
+    offset = 0
+    for line in markdown.split("\n"):
+        yield offset, line
+        offset += len(line) + 1
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, title) when the line is an ATX heading."""
+    m = _ATX.fullmatch(line.rstrip("\r"))
+    if not m:
+        return None
+    title = _ATX_CLOSING.sub("", m.group(2) or "").strip()
+    return len(m.group(1)), title
+
+
+def _fence_open(line: str) -> str | None:
+    """The fence (e.g. ````````) when the line opens a fenced code block."""
+    m = _FENCE_OPEN.fullmatch(line.rstrip("\r"))
+    if not m or (m.group(1)[0] == "`" and "`" in m.group(2)):
+        return None
+    return m.group(1)
+
+
+def _fence_closes(line: str, fence: str) -> bool:
+    """Whether the line closes a block opened by ``fence``: same character, at least as many, nothing else."""
+    m = _FENCE_CLOSE.fullmatch(line.rstrip("\r"))
+    return m is not None and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence)
+
+
+def _trailing_code_opener(line: str) -> int:
+    """Length of the backtick run that ends the line and opens a code span the line does not close, if
+    that run has 3 or more backticks and text before it; else 0.
+
+    Runs pair as CommonMark code spans do (a run closes at the next run of the same length; an unpaired
+    run is literal; a backslash escapes a backtick outside a span).
+    """
+    runs: list[tuple[int, int, bool]] = []  # (start, length, first backtick escaped)
+    for m in _BACKTICKS.finditer(line):
+        before = line[: m.start()]
+        runs.append((m.start(), len(m.group()), (len(before) - len(before.rstrip("\\"))) % 2 == 1))
+    i = 0
+    while i < len(runs):
+        start, length, escaped = runs[i]
+        if escaped:  # as an opener, an escaped first backtick is literal text
+            start, length = start + 1, length - 1
+        closer = next((j for j in range(i + 1, len(runs)) if runs[j][1] == length), None) if length else None
+        if closer is not None:
+            i = closer + 1
+            continue
+        if i == len(runs) - 1 and length >= 3 and line[:start].strip() and not line[start + length :].strip():
+            return length
+        i += 1
+    return 0
+
+
+def scan_blocks(markdown: str) -> list[Block]:
+    """The blocks of ``markdown`` in order, each with the heading path in force where it starts.
+
+    CommonMark rules for headings and fences: an ATX heading is a line of up to 3 spaces, 1-6 ``#`` and a
+    space (or nothing); a fence opens on a line whose first non-space characters (at most 3 spaces in)
+    are 3 or more backticks or tildes, and closes only on a line of the same character, at least as
+    many, and nothing else; an unclosed fence runs to the end. Nothing inside a fence is a heading.
+    Setext headings are not recognised (trafilatura writes ATX headings only).
+
+    The exception: trafilatura writes a ``<code>`` element that holds line breaks as
+    ```` ```\\ncode\\n``` ```` wherever it stands, so inline code in mid-sentence leaves a line that
+    *ends* with an unclosed run of backticks, its lines (Python comments included, which look like
+    headings), and then a line of the same run alone, which CommonMark would read as a fence opening
+    and which would turn every later heading into code. Such a line instead continues a code span
+    (CommonMark's rule for spans: it closes at the next run of the same length) when a line holding
+    exactly that run follows somewhere; otherwise the run is literal, as in CommonMark. trafilatura
+    escapes backticks in text, so an unescaped run at the end of a line is its code, not prose.
+
+    Blocks are separated by blank lines (outside code), and headings and fences are blocks of their
+    own. Each block is a slice without its outer whitespace.
+    """
+    lines = list(_lines(markdown))
+    # Line numbers of the lines that are nothing but a run of backticks, by run length (for look-ahead).
+    lone_runs: dict[int, list[int]] = {}
+    for n, (_, line) in enumerate(lines):
+        bare = line.strip()
+        if bare and bare == "`" * len(bare):
+            lone_runs.setdefault(len(bare), []).append(n)
+
+    blocks: list[Block] = []
+    stack: list[tuple[int, str]] = []  # (level, title) of the headings in force
+    para: list[int] = []  # line numbers of the paragraph being collected
+
+    def path() -> tuple[str, ...]:
+        return tuple(title for _, title in stack if title)
+
+    def add(first: int, last: int, kind: BlockKind) -> None:
+        start = lines[first][0]
+        end = lines[last][0] + len(lines[last][1])
+        text = markdown[start:end]
+        stripped = text.strip()
+        if stripped:
+            start += len(text) - len(text.lstrip())
+            blocks.append(Block(start, start + len(stripped), kind, path()))
 
     def flush() -> None:
         if para:
-            text = "\n".join(para).strip()
-            if text:
-                sections[-1].blocks.append(text)
+            add(para[0], para[-1], "text")
             para.clear()
 
-    for line in markdown.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            para.append(line)
-            if not in_fence:
-                flush()
-            continue
-        if in_fence:
-            para.append(line)
-            continue
-        m = _HEADING.match(line)
-        if m:
+    n = 0
+    while n < len(lines):
+        line = lines[n][1]
+        fence = _fence_open(line)
+        if fence:
             flush()
-            level, title = len(m.group(1)), m.group(2).strip()
+            last = next(
+                (k for k in range(n + 1, len(lines)) if _fence_closes(lines[k][1], fence)), len(lines) - 1
+            )
+            add(n, last, "code")
+            n = last + 1
+            continue
+        heading = _heading(line)
+        if heading:
+            flush()
+            level, title = heading
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
-            sections.append(_Section(tuple(t for _, t in stack), [line.strip()]))
-        elif not line.strip():
+            add(n, n, "heading")
+            n += 1
+            continue
+        if not line.strip():
             flush()
-        else:
-            para.append(line)
+            n += 1
+            continue
+        para.append(n)
+        run = _trailing_code_opener(line)
+        candidates = lone_runs.get(run, []) if run else []
+        k = bisect.bisect_right(candidates, n)
+        if k < len(candidates):  # the span's lines, up to its closing run, belong to this paragraph
+            para.extend(range(n + 1, candidates[k] + 1))
+            n = candidates[k]
+        n += 1
     flush()
-    return [s for s in sections if s.blocks]
+    return blocks
 
 
-def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
-    """Cut text into pieces of at most ``budget`` tokens at word boundaries (binary search on the
-    number of words); a single word over budget is cut by characters."""
-    words = text.split()
-    pieces: list[str] = []
-    start = 0
-    while start < len(words):
-        lo, hi = start + 1, len(words)
-        if count(" ".join(words[start:lo])) > budget:
-            pieces.extend(_split_chars(words[start], budget, count))
-            start += 1
-            continue
-        while lo < hi:  # largest end with words[start:end] within budget
-            mid = (lo + hi + 1) // 2
-            if count(" ".join(words[start:mid])) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        pieces.append(" ".join(words[start:lo]))
-        start = lo
-    return pieces
+def split_sections(markdown: str) -> list[Section]:
+    """Split markdown into sections at headings (see :func:`scan_blocks` for what is a heading); each
+    section's blocks are its heading line and its paragraphs and code blocks."""
+    sections: list[Section] = []
+    current: list[Block] = []
+    for block in scan_blocks(markdown):
+        if block.kind == "heading" and current:
+            sections.append(Section(current[0].path, tuple(current)))
+            current = []
+        current.append(block)
+    if current:
+        sections.append(Section(current[0].path, tuple(current)))
+    return sections
 
 
-def _split_chars(word: str, budget: int, count: TokenCounter) -> list[str]:
-    pieces = []
-    while word:
-        lo, hi = 1, len(word)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if count(word[:mid]) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        pieces.append(word[:lo])
-        word = word[lo:]
-    return pieces
+Span = tuple[int, int]  # [start, end) offsets into the markdown
 
 
-def _split_block(block: str, budget: int, count: TokenCounter) -> list[str]:
-    """A block over budget → sentences, and sentences over budget → word runs."""
-    out: list[str] = []
-    for sentence in _SENTENCE_END.split(block):
-        sentence = sentence.strip()
-        if not sentence:
-            continue
-        if count(sentence) <= budget:
-            out.append(sentence)
-        else:
-            out.extend(_split_words(sentence, budget, count))
+def _spans(markdown: str, span: Span, pattern: re.Pattern[str]) -> list[Span]:
+    """The pieces of ``span`` that end where ``pattern`` matches, each without outer whitespace."""
+    start, end = span
+    out: list[Span] = []
+    for m in pattern.finditer(markdown, start, end):
+        out.append((start, m.end()))
+        start = m.end()
+    out.append((start, end))
+    return _trim(markdown, out)
+
+
+def _trim(markdown: str, spans: list[Span]) -> list[Span]:
+    """Spans without their outer whitespace; empty ones dropped."""
+    out: list[Span] = []
+    for start, end in spans:
+        text = markdown[start:end]
+        stripped = text.strip()
+        if stripped:
+            start += len(text) - len(text.lstrip())
+            out.append((start, start + len(stripped)))
     return out
 
 
-def _tail(text: str, budget: int, count: TokenCounter) -> str:
-    """Overlap prefix: the trailing whole sentences of ``text`` within ``budget`` tokens, or, when
-    even the last sentence is too long, the longest run of its trailing words."""
-    if budget <= 0:
-        return ""
-    sentences = [s for s in _SENTENCE_END.split(text.split("\n\n")[-1]) if s.strip()]
-    taken: list[str] = []
-    for sentence in reversed(sentences):
-        if count(" ".join([sentence, *taken])) > budget:
-            break
-        taken.insert(0, sentence)
-    if taken:
-        return " ".join(taken)
-    words = text.split()
-    lo, hi = 0, len(words)  # number of trailing words
+def _sentences(markdown: str, span: Span) -> list[Span]:
+    return _spans(markdown, span, _SENTENCE_END)
+
+
+def _code_lines(markdown: str, span: Span) -> list[Span]:
+    return _spans(markdown, span, re.compile(r"\n"))
+
+
+def _words(markdown: str, span: Span) -> list[Span]:
+    return [(m.start(), m.end()) for m in _NON_SPACE.finditer(markdown, *span)]
+
+
+def _furthest(
+    markdown: str, start: int, ends: Sequence[int], lo: int, budget: int, count: TokenCounter
+) -> int:
+    """Index of the furthest end in ``ends[lo:]`` (ascending) with ``markdown[start:end]`` within
+    budget, by binary search; ``lo`` when none fits (the caller checks that one)."""
+    hi = len(ends) - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if count(" ".join(words[-mid:])) <= budget:
+        if count(markdown[start : ends[mid]]) <= budget:
             lo = mid
         else:
             hi = mid - 1
-    return " ".join(words[-lo:]) if lo else ""
+    return lo
 
 
-def _pack(units: list[tuple[str, str]], budget: int, count: TokenCounter) -> list[str]:
-    """Greedily join units (each within budget) into texts within budget. Each unit carries the
-    separator that precedes it: a blank line between blocks, a space between sentences of one block."""
-    texts: list[str] = []
-    current = ""
-    for unit, sep in units:
-        candidate = f"{current}{sep}{unit}" if current else unit
-        if current and count(candidate) > budget:
-            texts.append(current)
-            current = unit
+def _split_words(markdown: str, span: Span, budget: int, count: TokenCounter) -> list[Span]:
+    """Cut a span into runs of whole words of at most ``budget`` tokens (binary search on the number
+    of words); a single word over budget is cut by characters."""
+    words = _words(markdown, span)
+    ends = [e for _, e in words]
+    out: list[Span] = []
+    i = 0
+    while i < len(words):
+        first = words[i][0]
+        if count(markdown[first : words[i][1]]) > budget:
+            out.extend(_split_chars(markdown, words[i], budget, count))
+            i += 1
+            continue
+        last = _furthest(markdown, first, ends, i, budget, count)
+        out.append((first, words[last][1]))
+        i = last + 1
+    return out
+
+
+def _split_chars(markdown: str, span: Span, budget: int, count: TokenCounter) -> list[Span]:
+    """Cut one over-long word into pieces of at most ``budget`` tokens (at least one character each)."""
+    start, end = span
+    out: list[Span] = []
+    while start < end:
+        ends = range(start + 1, end + 1)
+        cut = ends[_furthest(markdown, start, ends, 0, budget, count)]
+        out.append((start, cut))
+        start = cut
+    return out
+
+
+def _split_block(markdown: str, block: Block, budget: int, count: TokenCounter) -> list[Span]:
+    """A block over budget → sentences (lines for code), and those over budget → word runs."""
+    span = (block.start, block.end)
+    parts = _code_lines(markdown, span) if block.kind == "code" else _sentences(markdown, span)
+    out: list[Span] = []
+    for part in parts:
+        if count(markdown[part[0] : part[1]]) <= budget:
+            out.append(part)
         else:
-            current = candidate
-    if current:
-        texts.append(current)
-    return texts
+            out.extend(_split_words(markdown, part, budget, count))
+    return out
+
+
+def _pack(markdown: str, units: list[Span], budget: int, count: TokenCounter) -> list[Span]:
+    """Greedily join consecutive units (each within budget) into spans within budget."""
+    packed: list[Span] = []
+    current: Span | None = None
+    for start, end in units:
+        if current is None:
+            current = (start, end)
+        elif count(markdown[current[0] : end]) <= budget:
+            current = (current[0], end)
+        else:
+            packed.append(current)
+            current = (start, end)
+    if current is not None:
+        packed.append(current)
+    return packed
+
+
+def _overlap_starts(markdown: str, previous: Span, budget: int, count: TokenCounter) -> list[int]:
+    """Where an overlap prefix taken from the end of ``previous`` may start, longest first: the starts
+    of its trailing whole sentences (in its last paragraph) within ``budget`` tokens, or, when even the
+    last sentence is too long, the starts of its trailing words within budget."""
+    if budget <= 0:
+        return []
+    start, end = previous
+    gaps = list(_BLANK_LINE.finditer(markdown, start, end))
+    last_block = (gaps[-1].end() if gaps else start, end)
+
+    def trailing(starts: list[int]) -> list[int]:
+        """The starts of the unbroken run of trailing pieces that fits the budget, longest first."""
+        run: list[int] = []
+        for s in reversed(starts):
+            if count(markdown[s:end]) > budget:
+                break
+            run.append(s)
+        return run[::-1]
+
+    return trailing([s for s, _ in _sentences(markdown, last_block)]) or trailing(
+        [s for s, _ in _words(markdown, previous)]
+    )
+
+
+def cut_markdown(
+    markdown: str,
+    doc: str,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    overlap_tokens: int = 0,
+) -> list[Chunk]:
+    """Every piece of a document's markdown, in order, each within ``max_tokens`` by ``count_tokens``;
+    ``position`` is the piece's index. :func:`chunk_markdown` is this without repeated texts.
+
+    Sections (by heading) are packed with their neighbours while they fit; a section too long for
+    one chunk is split at paragraphs, then sentences (lines in code), then words, and each continuation
+    chunk starts with up to ``overlap_tokens`` of the previous chunk's tail (see :class:`Chunk`).
+    Each piece's heading path is the one in force where its body starts. Deterministic.
+
+    No loss: the bodies (``text[overlap:]``) are ``markdown[start:end]`` with ``start`` of each piece
+    at or after ``end`` of the one before and only whitespace between, so joined they are the markdown
+    apart from whitespace.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    overlap_tokens = max(0, min(overlap_tokens, max_tokens // 2 - 1))
+    # Continuation chunks reserve room for the overlap prefix.
+    body_budget = max_tokens - overlap_tokens
+    pieces: list[tuple[tuple[str, ...], int, int, int]] = []  # (path, overlap start, start, end)
+    pending: list[Section] = []  # whole small sections waiting to be merged
+
+    def flush_pending() -> None:
+        if pending:
+            pieces.append((pending[0].path, pending[0].start, pending[0].start, pending[-1].end))
+            pending.clear()
+
+    for section in split_sections(markdown):
+        if count_tokens(markdown[section.start : section.end]) <= max_tokens:
+            if pending and count_tokens(markdown[pending[0].start : section.end]) > max_tokens:
+                flush_pending()
+            pending.append(section)
+            continue
+        flush_pending()
+        units: list[Span] = []
+        for block in section.blocks:
+            if count_tokens(markdown[block.start : block.end]) <= body_budget:
+                units.append((block.start, block.end))
+            else:
+                units.extend(_split_block(markdown, block, body_budget, count_tokens))
+        previous: Span | None = None
+        for start, end in _pack(markdown, units, body_budget, count_tokens):
+            begin = start
+            if previous is not None:
+                for candidate in _overlap_starts(markdown, previous, overlap_tokens, count_tokens):
+                    if count_tokens(markdown[candidate:end]) <= max_tokens:
+                        begin = candidate
+                        break
+            pieces.append((section.path, begin, start, end))
+            previous = (start, end)
+    flush_pending()
+
+    chunks: list[Chunk] = []
+    for path, begin, start, end in pieces:
+        text = markdown[begin:end]
+        tokens = count_tokens(text)
+        if tokens > max_tokens:
+            # Cannot happen by construction; refuse rather than emit a chunk the model truncates.
+            raise AssertionError(f"chunk of {tokens} tokens exceeds {max_tokens}")
+        chunks.append(
+            Chunk(
+                chunk_id(doc, text),
+                doc,
+                text,
+                path,
+                len(chunks),
+                tokens,
+                text_hash(text),
+                start,
+                end,
+                start - begin,
+            )
+        )
+    return chunks
 
 
 def chunk_markdown(
@@ -190,73 +503,15 @@ def chunk_markdown(
 ) -> list[Chunk]:
     """Chunks of a document's markdown, each within ``max_tokens`` by ``count_tokens``.
 
-    Sections (by heading) are packed with their neighbours while they fit; a section too long for
-    one chunk is split at paragraphs, then sentences, then words, and each continuation chunk
-    starts with up to ``overlap_tokens`` of the previous chunk's tail. Deterministic.
+    The pieces of :func:`cut_markdown`, less any whose text (whitespace aside) repeats an earlier
+    piece's: such a piece would get the same id, and its text is in the earlier chunk. ``position``
+    counts the chunks kept. Deterministic.
     """
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be positive")
-    overlap_tokens = max(0, min(overlap_tokens, max_tokens // 2 - 1))
-    # Continuation chunks reserve room for the overlap prefix.
-    body_budget = max_tokens - overlap_tokens
-    pieces: list[tuple[tuple[str, ...], str]] = []
-    pending: list[tuple[tuple[str, ...], str]] = []  # whole small sections waiting to be merged
-
-    def flush_pending() -> None:
-        if not pending:
-            return
-        paths = [p for p, _ in pending]
-        common: tuple[str, ...] = paths[0]
-        for p in paths[1:]:
-            n = 0
-            while n < min(len(common), len(p)) and common[n] == p[n]:
-                n += 1
-            common = common[:n]
-        pieces.append((common if len(pending) > 1 else paths[0], "\n\n".join(t for _, t in pending)))
-        pending.clear()
-
-    for section in split_sections(markdown):
-        whole = "\n\n".join(section.blocks)
-        if count_tokens(whole) <= max_tokens:
-            merged = "\n\n".join([*(t for _, t in pending), whole])
-            if pending and count_tokens(merged) > max_tokens:
-                flush_pending()
-            pending.append((section.path, whole))
-            continue
-        flush_pending()
-        units: list[tuple[str, str]] = []
-        for block in section.blocks:
-            if count_tokens(block) <= body_budget:
-                units.append((block, "\n\n"))
-            else:
-                parts = _split_block(block, body_budget, count_tokens)
-                units.extend((part, "\n\n" if j == 0 else " ") for j, part in enumerate(parts))
-        packed = _pack(units, body_budget, count_tokens)
-        previous = ""
-        for i, text in enumerate(packed):
-            if i and overlap_tokens:
-                prefix = _tail(previous, overlap_tokens, count_tokens)
-                if prefix and count_tokens(f"{prefix}\n\n{text}") <= max_tokens:
-                    text_with_overlap = f"{prefix}\n\n{text}"
-                else:
-                    text_with_overlap = text
-            else:
-                text_with_overlap = text
-            pieces.append((section.path, text_with_overlap))
-            previous = text
-    flush_pending()
-
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for path, text in pieces:
-        text = text.strip()
-        tokens = count_tokens(text)
-        if not text or tokens > max_tokens:
-            # Cannot happen by construction; refuse rather than emit a chunk the model truncates.
-            raise AssertionError(f"chunk of {tokens} tokens exceeds {max_tokens}")
-        cid = chunk_id(doc, text)
-        if cid in seen:  # identical text twice on one page: one chunk is enough
+    for piece in cut_markdown(markdown, doc, count_tokens, max_tokens, overlap_tokens):
+        if piece.id in seen:  # identical text twice on one page: one chunk is enough
             continue
-        seen.add(cid)
-        chunks.append(Chunk(cid, doc, text, path, len(chunks), tokens, text_hash(text)))
+        seen.add(piece.id)
+        chunks.append(dataclasses.replace(piece, position=len(chunks)))
     return chunks

@@ -97,7 +97,9 @@ def test_long_section_splits_with_overlap_and_small_sections_merge() -> None:
     for prev, cur in itertools.pairwise(a_chunks):
         first_sentence = cur.text.split(". ")[0] + "."
         assert first_sentence in prev.text
-    assert chunks[-1].text == "# B\n\nb.\n\n# C\n\nc." and chunks[-1].heading_path == ()
+    # Small sections merge; the chunk's heading path is the one where it starts (issue 7: it was the
+    # paths' common prefix, here ()).
+    assert chunks[-1].text == "# B\n\nb.\n\n# C\n\nc." and chunks[-1].heading_path == ("B",)
 
 
 def test_code_fences_stay_whole_and_over_long_words_are_cut() -> None:
