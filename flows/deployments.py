@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
         if current != text:
-            print(f"{args.output} is out of date: run python -m flows.deployments --write", file=sys.stderr)
+            print(f"{args.output} is out of date: run `webvec deployments --write`", file=sys.stderr)
             return 1
         return 0
     if args.write:

@@ -46,7 +46,7 @@ def _project() -> dict[str, Any]:
 def test_committed_prefect_yaml_is_the_rendering_of_crawls() -> None:
     rendered = render_prefect_yaml(_crawl_files(REPO / "crawls"))
     assert (REPO / "prefect.yaml").read_text(encoding="utf-8") == rendered, (
-        "prefect.yaml is out of date: run `python -m flows.deployments --write`"
+        "prefect.yaml is out of date: run `webvec deployments --write`"
     )
 
 
@@ -140,6 +140,7 @@ def test_main_prints_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(common) == 0
     assert capsys.readouterr().out == render_prefect_yaml(_crawl_files(crawls))
     assert main([*common, "--check"]) == 1  # not written yet
+    assert "out of date: run `webvec deployments --write`" in capsys.readouterr().err
     assert main([*common, "--write"]) == 0
     assert out.read_text(encoding="utf-8") == render_prefect_yaml(_crawl_files(crawls))
     assert main([*common, "--check"]) == 0
