@@ -50,7 +50,7 @@ def batch_keys(cfg: CrawlConfig, embedder: Embedder) -> BatchKeys:
     """The keys of a crawl's batches; ``chunk_key`` changes when chunks would be cut differently."""
     max_tokens = min(cfg.chunk.max_tokens, embedder.max_input_tokens)
     key = embedder.model_key
-    chunker = getattr(chunking, "CHUNKER_VERSION", 1)
+    chunker = chunking.CHUNKER_VERSION
     return BatchKeys(
         crawl=cfg.name,
         model_key=key,
