@@ -19,7 +19,7 @@ from ingest.state import StateDB
 from ingest.stores import VectorRecord
 from tests.integration.sites import make_site
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.server, pytest.mark.model]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from ingest.pipeline import live_version_number, version_store
 from ingest.state import StateDB
 from tests.integration.sites import make_site, prose
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.server, pytest.mark.model]
 
 
 def _state(crawl: Path) -> tuple[StateDB, object]:
