@@ -176,7 +176,18 @@ class OpenAIEmbedderConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
-EmbedderConfig = Annotated[LocalEmbedderConfig | OpenAIEmbedderConfig, Field(discriminator="kind")]
+class FakeEmbedderConfig(_Strict):
+    """Deterministic hashed bag-of-words vectors, no model: for tests and dry runs (not for search)."""
+
+    kind: Literal["fake"]
+    dimension: int = Field(1024, ge=2, le=20_000)  # 20,000: Pinecone's largest dense vector
+    max_input_tokens: int = Field(256, ge=8)
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+EmbedderConfig = Annotated[
+    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig, Field(discriminator="kind")
+]
 
 
 class ChromaStoreConfig(_Strict):
@@ -226,7 +237,16 @@ class PineconeStoreConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
-StoreConfig = Annotated[ChromaStoreConfig | PineconeStoreConfig, Field(discriminator="kind")]
+class MemoryStoreConfig(_Strict):
+    """Vectors in this process's memory, gone when it exits: for tests (see ingest.stores.memory)."""
+
+    kind: Literal["memory"]
+    collection: str | None = None  # default: the crawl's name
+
+
+StoreConfig = Annotated[
+    ChromaStoreConfig | PineconeStoreConfig | MemoryStoreConfig, Field(discriminator="kind")
+]
 
 
 class StateConfig(_Strict):

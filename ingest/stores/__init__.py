@@ -10,6 +10,7 @@ from ingest.stores.base import QueryHit, VectorRecord, VectorStore
 STORES: dict[str, str] = {
     "chroma": "ingest.stores.chroma:ChromaStore",
     "pinecone": "ingest.stores.pinecone:PineconeStore",
+    "memory": "ingest.stores.memory:MemoryStore",  # in this process only, not persistent: for tests
 }
 
 
