@@ -51,6 +51,16 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+.PHONY: test-fast typecheck
+
+# The fast tier: no model, no servers (tests/conftest.py marks tests that need them `slow`).
+test-fast: $(STAMP) lint typecheck
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# mypy --strict over ingest/, flows/ and spiders/ ([tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
 demo: $(STAMP)
 	$(PY) -m bench.demo
 

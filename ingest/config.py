@@ -494,9 +494,26 @@ class OpenAIEmbedderConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
+class FakeEmbedderConfig(_Strict):
+    """Deterministic hashed bag-of-words vectors, no model: for tests and dry runs (not for search)."""
+
+    kind: Literal["fake"] = Field(description="fake: hashed bag-of-words vectors, for tests (no model).")
+    # 20,000: Pinecone's largest dense vector.
+    dimension: int = Field(1024, ge=2, le=20_000, description="Vector size (2-20000).")
+    max_input_tokens: int = Field(256, ge=8, le=32_768, description="Longest input, in words (8-32768).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per internal batch (1-4096).")
+    fail_on: str | None = Field(
+        None,
+        max_length=200,
+        description="Texts containing this marker are rejected as invalid input (for fault tests).",
+    )
+
+
 EmbedderConfig = Annotated[
-    LocalEmbedderConfig | OpenAIEmbedderConfig,
-    Field(discriminator="kind", description="How texts become vectors: kind local (default) or openai."),
+    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig,
+    Field(
+        discriminator="kind", description="How texts become vectors: kind local (default), openai or fake."
+    ),
 ]
 
 
@@ -578,9 +595,18 @@ class PineconeStoreConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
+class MemoryStoreConfig(_Strict):
+    """Vectors in this process's memory, gone when it exits: for tests (see ingest.stores.memory)."""
+
+    kind: Literal["memory"] = Field(description="memory: vectors in this process only, for tests.")
+    collection: str | None = Field(None, description="Collection name; default: the crawl's name.")
+
+
 StoreConfig = Annotated[
-    ChromaStoreConfig | PineconeStoreConfig,
-    Field(discriminator="kind", description="Where the vectors go: kind chroma (default) or pinecone."),
+    ChromaStoreConfig | PineconeStoreConfig | MemoryStoreConfig,
+    Field(
+        discriminator="kind", description="Where the vectors go: kind chroma (default), pinecone or memory."
+    ),
 ]
 
 
@@ -720,11 +746,15 @@ def _sqlite_under_home(url: str) -> str:
     return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
 
 
+# The discriminator tags pydantic inserts into union locations ("embedder.openai.model").
+_UNION_TAGS = ("local", "openai", "fake", "chroma", "pinecone", "memory")
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         # Drop the discriminator tag pydantic inserts into union locations ("embedder.openai.model").
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("local", "openai", "chroma", "pinecone"))
+        loc = ".".join(str(p) for p in err["loc"] if p not in _UNION_TAGS)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

@@ -1,4 +1,10 @@
-"""Shared fixtures. Every test runs with its own $WEBVEC_HOME and never reaches the internet."""
+"""Shared fixtures and markers. Every test runs with its own $WEBVEC_HOME and never reaches the internet.
+
+Tiers: ``model`` (loads the local model) and ``server`` (starts a server or a subprocess) say why a
+test is not in the fast tier, and each implies ``slow``; ``make test-fast`` runs ``-m "not slow"``,
+``make test`` runs everything. A test that uses a fixture listed in ``FIXTURE_MARKERS`` is marked
+even without a decorator, so that it cannot slip into the fast tier.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,21 @@ from bench.serve import StaticServer
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SITE = REPO / "bench" / "site"
+
+SLOW_REASONS = ("model", "server")
+FIXTURE_MARKERS = {"local_embedder": "model", "prefect_api": "server", "serve_dir": "server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the costly fixtures they use; make every ``model``/``server`` test ``slow``."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in used and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+        if any(item.get_closest_marker(m) for m in SLOW_REASONS) and item.get_closest_marker("slow") is None:
+            item.add_marker("slow")
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from ingest.embedders.base import Embedder, Vectors, validate_vectors
 EMBEDDERS: dict[str, str] = {
     "local": "ingest.embedders.local:LocalEmbedder",
     "openai": "ingest.embedders.openai:OpenAIEmbedder",
+    "fake": "ingest.embedders.fake:FakeEmbedder",  # deterministic, no model: for tests
 }
 
 

@@ -13,6 +13,7 @@ from ingest.stores.base import QueryHit, VectorRecord, VectorStore
 STORES: dict[str, str] = {
     "chroma": "ingest.stores.chroma:ChromaStore.for_crawl",
     "pinecone": "ingest.stores.pinecone:for_crawl",
+    "memory": "ingest.stores.memory:MemoryStore.for_crawl",  # this process only, not persistent: tests
 }
 
 

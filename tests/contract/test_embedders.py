@@ -1,4 +1,5 @@
-"""One contract for every Embedder: the local model, and OpenAI's API through the local test server."""
+"""One contract for every Embedder: the local model, OpenAI's API through the local test server, and the
+fake embedder of the fast tier."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from ingest.config import LocalEmbedderConfig, OpenAIEmbedderConfig
+from ingest.config import FakeEmbedderConfig, LocalEmbedderConfig, OpenAIEmbedderConfig
 from ingest.embedders import Embedder, make_embedder
 
-EMBEDDERS = ["local", "openai"]
+EMBEDDERS = [
+    pytest.param("local", marks=pytest.mark.model),
+    pytest.param("openai", marks=pytest.mark.server),
+    "fake",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +28,8 @@ def openai_srv() -> Iterator[object]:
 
 @pytest.fixture(params=EMBEDDERS)
 def embedder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Embedder:
+    if request.param == "fake":
+        return make_embedder(FakeEmbedderConfig(kind="fake"))
     if request.param == "local":
         return request.getfixturevalue("local_embedder")  # type: ignore[no-any-return]
     srv = request.getfixturevalue("openai_srv")
@@ -63,6 +70,8 @@ def test_tokens_limits_and_key(embedder: Embedder) -> None:
     assert "contract-key" not in key and embedder.estimate_cost(1000) >= 0.0
 
 
+@pytest.mark.server
+@pytest.mark.model
 def test_model_key_tracks_what_changes_vectors(openai_srv, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("OPENAI_API_KEY", "contract-key")
     a = make_embedder(OpenAIEmbedderConfig(kind="openai", base_url=openai_srv.base_url, dimensions=256))

@@ -1,4 +1,5 @@
-"""One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server."""
+"""One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server,
+and the in-memory store of the fast tier."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.config import ChromaStoreConfig, PineconeStoreConfig
+from ingest.config import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig
 from ingest.errors import DimensionMismatchError
 from ingest.stores import VectorRecord, VectorStore, make_store
 from tests.servers.chroma_server import chroma_server
 
 DIM = 8
-STORES = ["chroma-embedded", "chroma-server", "pinecone"]
+STORES = [
+    "memory",
+    "chroma-embedded",
+    pytest.param("chroma-server", marks=pytest.mark.server),
+    pytest.param("pinecone", marks=pytest.mark.server),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,8 @@ def pinecone_srv() -> Iterator[object]:
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
     name = f"contract-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
+    if request.param == "memory":  # each test has its own $WEBVEC_HOME, hence a fresh collection
+        return make_store(MemoryStoreConfig(kind="memory"), name)
     if request.param == "chroma-embedded":
         return make_store(ChromaStoreConfig(path=str(tmp_path / "chroma")), name)
     if request.param == "chroma-server":

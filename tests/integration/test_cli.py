@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.server  # every test runs the CLI as a subprocess
 
 
 def webvec(
@@ -48,6 +48,7 @@ def test_list_shows_definitions(tmp_path: Path) -> None:
     assert "one" in result.stdout and "https://example.org/" in result.stdout and "invalid" in result.stdout
 
 
+@pytest.mark.model
 def test_run_json_then_query_json(prefect_api: str, site, write_crawl) -> None:  # type: ignore[no-untyped-def]
     crawl = write_crawl(site.url, name="clisite", source={"max_pages": 6, "sitemaps": []})
     env = {"PREFECT_API_URL": prefect_api}
@@ -80,6 +81,7 @@ def test_run_json_then_query_json(prefect_api: str, site, write_crawl) -> None: 
     assert table.returncode == 0 and "vectors written" in table.stdout
 
 
+@pytest.mark.model
 def test_run_unreachable_exits_non_zero_with_summary(prefect_api: str, write_crawl) -> None:  # type: ignore[no-untyped-def]
     from tests.servers.chroma_server import free_port
 

@@ -158,7 +158,8 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path = REPO) 
     return output
 
 
-@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.model
 def test_backfill_deployment_runs_on_a_process_worker(  # type: ignore[no-untyped-def]
     prefect_api: str, site, write_crawl: Callable[..., Path], tmp_path: Path, webvec_home: Path
 ) -> None:
@@ -241,7 +242,8 @@ def test_backfill_deployment_runs_on_a_process_worker(  # type: ignore[no-untype
     assert "dropped 1 URL(s) off the allowed domains" in worker_log
 
 
-@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.model
 def test_backfill_flow_since_fetches_only_recent_pages(prefect_api, site, write_crawl) -> None:  # type: ignore[no-untyped-def]
     from datetime import date
 

@@ -16,10 +16,11 @@ from ingest.state import StateDB
 from ingest.stores import make_store
 from tests.conftest import SAMPLE_SITE
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.server
 QUESTIONS = json.loads((SAMPLE_SITE.parent / "site_questions.json").read_text())
 
 
+@pytest.mark.model
 def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, write_crawl) -> None:  # type: ignore[no-untyped-def]
     crawl = write_crawl(site.url)
     summary = ingest_flow(str(crawl))
@@ -67,6 +68,7 @@ def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, w
     assert store.count() == summary["vectors_written"]
 
 
+@pytest.mark.model
 def test_unreachable_start_url_fails_cleanly(prefect_api, write_crawl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tests.servers.chroma_server import free_port
 

@@ -20,7 +20,7 @@ from spiders.process import SpiderCrawler
 from tests.integration.conftest import ingest
 from tests.integration.sites import make_site
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.server, pytest.mark.model]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from ingest.errors import RunInProgressError
 from ingest.state import StateDB
 from tests.integration.sites import make_site
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.server, pytest.mark.model, pytest.mark.postgres]
 ADMIN_URL = os.environ.get("WEBVEC_TEST_POSTGRES_URL")
 
 

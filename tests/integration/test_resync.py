@@ -20,7 +20,7 @@ from ingest.stores import make_store
 from tests.integration.conftest import ingest
 from tests.integration.sites import make_site, prose
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.server, pytest.mark.model]
 
 
 def _state(crawl: Path) -> tuple[StateDB, object]:

@@ -28,7 +28,7 @@ from spiders.middlewares import RequestRefused, SafetyMiddleware
 from spiders.spiders.config_spider import ConfigSpider
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.server  # the spider subprocess against sites on 127.0.0.1
 
 CRAWL = "spidertest"
 

@@ -76,6 +76,7 @@ def sitemaps(tmp_path: Path, serve_dir: Serve) -> StaticServer:
     return server
 
 
+@pytest.mark.server
 def test_urlset_lists_every_page_canonical_and_on_the_allowed_domains(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base), sitemap=base + "pages.xml")
@@ -84,6 +85,7 @@ def test_urlset_lists_every_page_canonical_and_on_the_allowed_domains(sitemaps: 
     assert selection.sitemaps_read == [base + "pages.xml"]
 
 
+@pytest.mark.server
 def test_sitemap_index_with_a_gzipped_child(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base), sitemap=base + "index.xml")
@@ -91,6 +93,7 @@ def test_sitemap_index_with_a_gzipped_child(sitemaps: StaticServer) -> None:
     assert selection.sitemaps_read == [base + "index.xml", base + "part1.xml", base + "part2.xml.gz"]
 
 
+@pytest.mark.server
 def test_robots_txt_sitemap_lines_are_followed(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base), sitemap=base + "robots.txt")
@@ -98,6 +101,7 @@ def test_robots_txt_sitemap_lines_are_followed(sitemaps: StaticServer) -> None:
     assert selection.sitemaps_read[0] == base + "robots.txt"
 
 
+@pytest.mark.server
 def test_since_keeps_pages_modified_on_or_after_the_date(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base), sitemap=base + "pages.xml", since=date(2026, 11, 1))
@@ -107,6 +111,7 @@ def test_since_keeps_pages_modified_on_or_after_the_date(sitemaps: StaticServer)
     assert selection.offsite == ["http://elsewhere.example/e.html"]
 
 
+@pytest.mark.server
 def test_since_reads_the_crawls_own_sitemaps(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     cfg = _crawl(base, sitemaps=[base + "robots.txt"])
@@ -115,6 +120,7 @@ def test_since_reads_the_crawls_own_sitemaps(sitemaps: StaticServer) -> None:
     assert selection.older == 2
 
 
+@pytest.mark.server
 def test_since_falls_back_to_the_start_urls_robots_txt(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base + "a.html"), since=date(2026, 1, 1))
@@ -122,6 +128,7 @@ def test_since_falls_back_to_the_start_urls_robots_txt(sitemaps: StaticServer) -
     assert selection.urls == [base + "p2.html", base + "p3.html"]
 
 
+@pytest.mark.server
 def test_explicit_urls_are_canonicalised_deduplicated_and_filtered_by_domain(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     cfg = _crawl(base)
@@ -147,6 +154,7 @@ def test_allowed_domains_include_subdomains() -> None:
     assert selection.urls == urls[:2] and selection.offsite == urls[2:]
 
 
+@pytest.mark.server
 def test_private_hosts_are_refused_unless_the_crawl_allows_them(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     cfg = _crawl(base, allow_private_networks=False)
@@ -193,6 +201,7 @@ def test_exactly_one_way_of_choosing_pages() -> None:
         select_urls(cfg, sitemap="/etc/sitemap.xml")
 
 
+@pytest.mark.server
 def test_a_page_that_is_not_a_sitemap_and_missing_sitemaps_fail(tmp_path: Path, serve_dir: Serve) -> None:
     root = tmp_path / "site"
     root.mkdir()
@@ -208,6 +217,7 @@ def test_a_page_that_is_not_a_sitemap_and_missing_sitemaps_fail(tmp_path: Path, 
         select_urls(cfg, since=date(2026, 1, 1))
 
 
+@pytest.mark.server
 def test_oversized_bodies_and_self_referencing_indexes(tmp_path: Path, serve_dir: Serve) -> None:
     root = tmp_path / "site"
     root.mkdir()
@@ -221,12 +231,14 @@ def test_oversized_bodies_and_self_referencing_indexes(tmp_path: Path, serve_dir
         fetch(server.url + "pages.xml", allow_private=True, max_bytes=100)
 
 
+@pytest.mark.server
 def test_selection_is_capped_at_max_pages(sitemaps: StaticServer) -> None:
     base = sitemaps.url
     selection = select_urls(_crawl(base, max_pages=2), sitemap=base + "pages.xml")
     assert selection.urls == [base + "a.html", base + "b.html"] and selection.truncated == 2
 
 
+@pytest.mark.server
 def test_empty_sitemap_gives_an_empty_selection(tmp_path: Path, serve_dir: Serve) -> None:
     root = tmp_path / "site"
     root.mkdir()

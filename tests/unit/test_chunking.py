@@ -46,6 +46,7 @@ def minilm(local_embedder):  # type: ignore[no-untyped-def]
     return local_embedder.count_tokens
 
 
+@pytest.mark.model
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(md=MARKDOWN, max_tokens=st.integers(min_value=24, max_value=256), overlap=st.integers(0, 16))
 def test_properties_with_the_models_own_tokenizer(minilm, md: str, max_tokens: int, overlap: int) -> None:  # type: ignore[no-untyped-def]

@@ -74,6 +74,7 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
 # -- shape of the work -----------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_is_an_embedder_built_by_the_registry(server: OpenAIServer) -> None:
     cfg = OpenAIEmbedderConfig(kind="openai", base_url=server.base_url, api_key_env=KEY_ENV)
     embedder = make_embedder(cfg)
@@ -83,6 +84,7 @@ def test_is_an_embedder_built_by_the_registry(server: OpenAIServer) -> None:
     assert embedder.max_input_tokens == 8191
 
 
+@pytest.mark.server
 def test_returns_server_vectors_in_input_order(make: Make, server: OpenAIServer) -> None:
     embedder = make()
     texts = texts_of(5)
@@ -95,6 +97,7 @@ def test_returns_server_vectors_in_input_order(make: Make, server: OpenAIServer)
     assert embedder.embed([]).shape == (0, 1536)
 
 
+@pytest.mark.server
 def test_batches_by_input_count(make: Make, server: OpenAIServer) -> None:
     embedder = make(max_batch_inputs=3, max_concurrency=1)
     embedder.embed(texts_of(7))
@@ -102,6 +105,7 @@ def test_batches_by_input_count(make: Make, server: OpenAIServer) -> None:
     assert server.requests == 3 and embedder.requests_made == 3
 
 
+@pytest.mark.server
 def test_batches_by_token_total(make: Make, server: OpenAIServer) -> None:
     embedder = make(max_request_tokens=50, max_concurrency=1)
     texts = [" ".join(["word"] * 20) + f" {i}" for i in range(6)]
@@ -113,6 +117,7 @@ def test_batches_by_token_total(make: Make, server: OpenAIServer) -> None:
     assert server.tokens == sum(counts) == embedder.tokens_used
 
 
+@pytest.mark.server
 def test_requests_overlap_up_to_max_concurrency(make: Make, server: OpenAIServer) -> None:
     server.latency_s = 0.3
     embedder = make(max_batch_inputs=1, max_concurrency=4)
@@ -124,6 +129,7 @@ def test_requests_overlap_up_to_max_concurrency(make: Make, server: OpenAIServer
     np.testing.assert_allclose(vectors[2], server.vector(texts_of(4)[2]), rtol=1e-6)
 
 
+@pytest.mark.server
 def test_requests_per_minute_limit_holds(make: Make, server: OpenAIServer) -> None:
     # 600 RPM = 10/s with a burst of one second's worth; the server allows 24 per sliding second.
     server.rpm_limit, server.limit_window_s = 24, 1.0
@@ -136,6 +142,7 @@ def test_requests_per_minute_limit_holds(make: Make, server: OpenAIServer) -> No
     assert elapsed < 3.0
 
 
+@pytest.mark.server
 def test_tokens_per_minute_limit_holds(make: Make, server: OpenAIServer) -> None:
     # 12,000 TPM = 200 tokens/s with a burst of 200; the server allows 500 per sliding second.
     server.tpm_limit, server.limit_window_s = 500, 1.0
@@ -154,6 +161,7 @@ def test_tokens_per_minute_limit_holds(make: Make, server: OpenAIServer) -> None
 # -- retries ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     "fault",
     [
@@ -176,6 +184,7 @@ def test_429_waits_as_asked_then_succeeds(make: Make, server: OpenAIServer, faul
     assert embedder.requests_made == 2 and embedder.retries == 1
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_retried(make: Make, server: OpenAIServer, status: int) -> None:
     server.inject(Fault.server_error(status))
@@ -183,6 +192,7 @@ def test_server_errors_are_retried(make: Make, server: OpenAIServer, status: int
     assert [r.status for r in server.records] == [status, 200]
 
 
+@pytest.mark.server
 def test_timeout_is_retried_within_budget(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault.slow(1.5))
     started = time.monotonic()
@@ -191,6 +201,7 @@ def test_timeout_is_retried_within_budget(make: Make, server: OpenAIServer) -> N
     assert server.requests == 2 and server.ok_requests >= 1
 
 
+@pytest.mark.server
 def test_dropped_connection_is_retried(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault.drop_connection(), Fault.drop_connection())
     vectors = make().embed(["hello", "world"])
@@ -198,6 +209,7 @@ def test_dropped_connection_is_retried(make: Make, server: OpenAIServer) -> None
     assert [r.status for r in server.records] == [0, 0, 200]
 
 
+@pytest.mark.server
 def test_spent_budget_raises_transient_error(make: Make, server: OpenAIServer) -> None:
     server.always = Fault.server_error(503)
     started = time.monotonic()
@@ -207,6 +219,7 @@ def test_spent_budget_raises_transient_error(make: Make, server: OpenAIServer) -
     assert server.requests > 2
 
 
+@pytest.mark.server
 def test_retry_after_beyond_budget_gives_up_at_once(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault.rate_limit(retry_after=30))
     started = time.monotonic()
@@ -219,6 +232,7 @@ def test_retry_after_beyond_budget_gives_up_at_once(make: Make, server: OpenAISe
     assert server.requests == 1
 
 
+@pytest.mark.server
 def test_budget_is_shared_by_concurrent_requests(make: Make, server: OpenAIServer) -> None:
     server.always = Fault.server_error(500)
     started = time.monotonic()
@@ -250,6 +264,7 @@ def test_retry_after_header_parsing() -> None:
 # -- permanent errors ------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_insufficient_quota_stops_at_once(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault.insufficient_quota())
     with pytest.raises(PermanentError, match=r"insufficient_quota.*billing"):
@@ -257,6 +272,7 @@ def test_insufficient_quota_stops_at_once(make: Make, server: OpenAIServer) -> N
     assert server.requests == 1
 
 
+@pytest.mark.server
 def test_bad_key_names_the_variable_not_the_key(make: Make, server: OpenAIServer) -> None:
     server.api_key = "sk-another-key-entirely"
     with pytest.raises(PermanentError) as info:
@@ -268,12 +284,14 @@ def test_bad_key_names_the_variable_not_the_key(make: Make, server: OpenAIServer
     assert server.requests == 1
 
 
+@pytest.mark.server
 def test_unknown_model_is_permanent(make: Make, server: OpenAIServer) -> None:
     with pytest.raises(PermanentError, match=r"no-such-model.*not found"):
         make(model="no-such-model", output_dimension=8).embed(["hello"])
     assert server.requests == 1
 
 
+@pytest.mark.server
 def test_invalid_request_is_permanent(make: Make, server: OpenAIServer) -> None:
     # ada-002 takes no `dimensions`; through base_url the embedder lets the server decide.
     with pytest.raises(PermanentError, match=r"400.*does not support specifying dimensions"):
@@ -281,6 +299,7 @@ def test_invalid_request_is_permanent(make: Make, server: OpenAIServer) -> None:
     assert server.requests == 1
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("fault", "match"),
     [
@@ -300,6 +319,7 @@ def test_malformed_answers_are_permanent(make: Make, server: OpenAIServer, fault
     assert isinstance(info.value, InputRejectedError) == fault.nan
 
 
+@pytest.mark.server
 def test_shuffled_answer_is_put_back_in_input_order(make: Make, server: OpenAIServer) -> None:
     server.inject(Fault(shuffle=True))
     texts = ["alpha beta", "gamma delta", "epsilon zeta"]
@@ -308,6 +328,7 @@ def test_shuffled_answer_is_put_back_in_input_order(make: Make, server: OpenAISe
         np.testing.assert_allclose(vec, server.vector(text), rtol=1e-6)
 
 
+@pytest.mark.server
 def test_permanent_error_in_one_batch_fails_the_whole_call(make: Make, server: OpenAIServer) -> None:
     server.latency_s = 0.05
     server.inject(Fault(), Fault(), Fault(dimension=3))
@@ -419,12 +440,14 @@ def test_progress_counts_each_request(make: Make, server: OpenAIServer) -> None:
 # -- inputs ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_empty_input_is_rejected_before_sending(make: Make, server: OpenAIServer) -> None:
     with pytest.raises(PermanentError, match="input 1 is empty"):
         make().embed(["fine", ""])
     assert server.requests == 0
 
 
+@pytest.mark.server
 def test_over_long_input_is_rejected_before_sending(make: Make, server: OpenAIServer) -> None:
     embedder = make(max_input_tokens=10)
     with pytest.raises(PermanentError, match=r"input 0 has \d+ tokens, more than the 10"):
@@ -432,6 +455,7 @@ def test_over_long_input_is_rejected_before_sending(make: Make, server: OpenAISe
     assert server.requests == 0
 
 
+@pytest.mark.server
 def test_endoftext_in_text_is_counted_ordinarily(make: Make, server: OpenAIServer) -> None:
     embedder = make()
     text = "the page says <|endoftext|> literally"
@@ -453,6 +477,7 @@ def test_missing_key_fails_check(monkeypatch: pytest.MonkeyPatch) -> None:
         embedder.embed(["hello"])
 
 
+@pytest.mark.server
 def test_base_url_without_auth_needs_no_key(
     openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -472,6 +497,7 @@ def test_missing_openai_package_is_a_missing_extra(monkeypatch: pytest.MonkeyPat
         embedder.check()
 
 
+@pytest.mark.server
 def test_key_never_in_model_key_or_repr(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     url = server.base_url.replace("http://", "http://user:hunter2@") + "?api-key=hunter3"
     cfg = OpenAIEmbedderConfig(kind="openai", base_url=url, api_key_env=KEY_ENV)
@@ -496,6 +522,7 @@ def test_model_key_follows_what_changes_vectors() -> None:
     assert key(base_url="http://127.0.0.1:1/v1") != base
 
 
+@pytest.mark.server
 def test_dimensions_parameter_truncates(make: Make, server: OpenAIServer) -> None:
     embedder = make(dimensions=256)
     assert embedder.dimension == 256
@@ -534,6 +561,7 @@ def test_dimension_of_models_webvec_does_not_know() -> None:
 # -- vectors and cost ------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_vectors_are_deterministic_and_meaningful(make: Make) -> None:
     embedder = make()
     texts = [
@@ -547,6 +575,7 @@ def test_vectors_are_deterministic_and_meaningful(make: Make) -> None:
     assert cos(a[0], a[1]) > cos(a[0], a[2]) + 0.2
 
 
+@pytest.mark.server
 def test_cost_estimate(make: Make) -> None:
     assert make().estimate_cost(1_000_000) == pytest.approx(0.02)
     assert make(model="text-embedding-3-large").estimate_cost(2_000_000) == pytest.approx(0.26)
@@ -555,6 +584,7 @@ def test_cost_estimate(make: Make) -> None:
     assert pricing.PRICES_AS_OF
 
 
+@pytest.mark.server
 def test_usage_is_tracked(make: Make, server: OpenAIServer) -> None:
     embedder = make(max_batch_inputs=2)
     server.inject(Fault.server_error(500))
@@ -571,6 +601,7 @@ def client(server: OpenAIServer) -> Any:
     return openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("params", "status", "code"),
     [
@@ -595,6 +626,7 @@ def test_server_enforces_openai_limits(
     assert isinstance(info.value.body, dict) and info.value.body["message"]
 
 
+@pytest.mark.server
 def test_server_speaks_the_documented_shapes(client: Any, server: OpenAIServer) -> None:
     one = client.embeddings.create(model="text-embedding-3-small", input="hello", encoding_format="float")
     assert one.object == "list" and one.data[0].object == "embedding" and one.data[0].index == 0

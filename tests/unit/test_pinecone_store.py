@@ -76,6 +76,7 @@ def upsert_count(server: PineconeTestServer) -> int:
 # -- control plane -----------------------------------------------------------------------------
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("metric", ["cosine", "dotproduct", "euclidean"])
 def test_ensure_creates_the_index_with_dimension_and_metric(server: PineconeTestServer, metric: str) -> None:
     store = store_for(server, "My_Crawl", metric=metric)
@@ -89,6 +90,7 @@ def test_ensure_creates_the_index_with_dimension_and_metric(server: PineconeTest
     assert store.target == f"pinecone:{server.url.removeprefix('http://')}/my-crawl/My_Crawl"
 
 
+@pytest.mark.server
 def test_ensure_waits_until_the_index_is_ready() -> None:
     srv = start_pinecone_server(initializing_describes=3)
     try:
@@ -100,6 +102,7 @@ def test_ensure_waits_until_the_index_is_ready() -> None:
         srv.stop()
 
 
+@pytest.mark.server
 def test_dimension_mismatch_raises_before_anything_is_written(server: PineconeTestServer) -> None:
     store_for(server, "v1", index="shared").ensure(8)
     other = store_for(server, "v2", index="shared")
@@ -113,6 +116,7 @@ def test_dimension_mismatch_raises_before_anything_is_written(server: PineconeTe
     assert upsert_count(server) == 0
 
 
+@pytest.mark.server
 def test_reads_of_a_missing_index_are_empty_and_writes_fail(server: PineconeTestServer) -> None:
     store = store_for(server)
     assert store.count() == 0
@@ -124,6 +128,7 @@ def test_reads_of_a_missing_index_are_empty_and_writes_fail(server: PineconeTest
         store.upsert([rec("a#1", [1, 0, 0, 0])])
 
 
+@pytest.mark.server
 def test_registry_builds_a_pinecone_store(server: PineconeTestServer) -> None:
     store = make_store(PineconeStoreConfig(kind="pinecone", host=server.url, index="idx"), "ns")
     assert isinstance(store, PineconeStore)
@@ -144,6 +149,7 @@ def test_index_name_for_follows_pinecone_rules() -> None:
 # -- data plane --------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_round_trip_returns_the_nearest_first(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(3)
@@ -164,6 +170,7 @@ def test_round_trip_returns_the_nearest_first(server: PineconeTestServer) -> Non
     ]
 
 
+@pytest.mark.server
 def test_euclidean_scores_are_higher_for_closer_records(server: PineconeTestServer) -> None:
     store = store_for(server, metric="euclidean")
     store.ensure(2, "euclidean")
@@ -173,6 +180,7 @@ def test_euclidean_scores_are_higher_for_closer_records(server: PineconeTestServ
     assert hits[0].score == pytest.approx(-0.25) and hits[0].score > hits[1].score
 
 
+@pytest.mark.server
 def test_upserting_the_same_ids_twice_leaves_one_copy(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -182,6 +190,7 @@ def test_upserting_the_same_ids_twice_leaves_one_copy(server: PineconeTestServer
     assert store.count() == 30
 
 
+@pytest.mark.server
 def test_delete_a_page_by_prefix(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -193,6 +202,7 @@ def test_delete_a_page_by_prefix(server: PineconeTestServer) -> None:
     assert store.count() == 36
 
 
+@pytest.mark.server
 def test_list_ids_follows_pagination(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -203,6 +213,7 @@ def test_list_ids_follows_pagination(server: PineconeTestServer) -> None:
     assert len(store.list_ids("doc1#")) == 25
 
 
+@pytest.mark.server
 def test_delete_batches_at_most_1000_ids(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -214,6 +225,7 @@ def test_delete_batches_at_most_1000_ids(server: PineconeTestServer) -> None:
     assert store.count() == 0
 
 
+@pytest.mark.server
 def test_drop_empties_only_its_namespace(server: PineconeTestServer) -> None:
     v1, v2 = store_for(server, "v1", index="shared"), store_for(server, "v2", index="shared")
     v1.ensure(4)
@@ -229,6 +241,7 @@ def test_drop_empties_only_its_namespace(server: PineconeTestServer) -> None:
 # -- batching and limits -----------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_2500_small_records_go_in_3_requests(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(8)
@@ -239,6 +252,7 @@ def test_2500_small_records_go_in_3_requests(server: PineconeTestServer) -> None
     assert store.count() == 2500
 
 
+@pytest.mark.server
 def test_large_records_are_split_under_2_mb(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(1536)
@@ -255,6 +269,7 @@ def test_large_records_are_split_under_2_mb(server: PineconeTestServer) -> None:
     assert store.count() == 90
 
 
+@pytest.mark.server
 def test_metadata_over_40_kb_is_trimmed_and_marked(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -271,6 +286,7 @@ def test_metadata_over_40_kb_is_trimmed_and_marked(server: PineconeTestServer) -
     assert stored["small#1"][1] == {"text": "hi"}
 
 
+@pytest.mark.server
 def test_all_zero_vectors_are_refused_before_sending(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -281,6 +297,7 @@ def test_all_zero_vectors_are_refused_before_sending(server: PineconeTestServer)
     assert upsert_count(server) == 0
 
 
+@pytest.mark.server
 def test_upserts_run_concurrently() -> None:
     srv = start_pinecone_server(latency_s=0.15)
     try:
@@ -293,6 +310,7 @@ def test_upserts_run_concurrently() -> None:
         srv.stop()
 
 
+@pytest.mark.server
 def test_a_data_plane_host_with_a_scheme_works_too() -> None:
     srv = start_pinecone_server(host_scheme=True)
     try:
@@ -307,6 +325,7 @@ def test_a_data_plane_host_with_a_scheme_works_too() -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_429_then_success_is_retried_once_by_the_store(server: PineconeTestServer) -> None:
     store = store_for(server)
     store.ensure(4)
@@ -317,6 +336,7 @@ def test_429_then_success_is_retried_once_by_the_store(server: PineconeTestServe
     assert store.count() == 1
 
 
+@pytest.mark.server
 def test_the_sdk_does_not_retry_on_its_own(server: PineconeTestServer) -> None:
     store = store_for(server, max_attempts=1)
     store.ensure(4)
@@ -326,6 +346,7 @@ def test_the_sdk_does_not_retry_on_its_own(server: PineconeTestServer) -> None:
     assert upsert_count(server) == 1
 
 
+@pytest.mark.server
 def test_persistent_500_becomes_transient_error_after_the_budget(server: PineconeTestServer) -> None:
     store = store_for(server, max_attempts=3, retry_budget_s=2.0)
     store.ensure(4)
@@ -401,6 +422,7 @@ def test_one_budget_for_all_requests_of_one_upsert(server: PineconeTestServer) -
     assert len(server.upserts()) >= 4
 
 
+@pytest.mark.server
 def test_503_on_describe_is_retried(server: PineconeTestServer) -> None:
     server.fail_next(2, 503, path="/indexes/{name}")
     store = store_for(server)
@@ -408,6 +430,7 @@ def test_503_on_describe_is_retried(server: PineconeTestServer) -> None:
     assert server.index_names() == ["docs"]
 
 
+@pytest.mark.server
 def test_unreachable_server_is_transient() -> None:
     srv = start_pinecone_server()
     srv.stop()
@@ -416,6 +439,7 @@ def test_unreachable_server_is_transient() -> None:
         store.ensure(4)
 
 
+@pytest.mark.server
 def test_wrong_key_is_permanent_and_never_shown(
     server: PineconeTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -431,6 +455,7 @@ def test_wrong_key_is_permanent_and_never_shown(
     assert server.requests["/indexes/{name}"] == 1  # not retried
 
 
+@pytest.mark.server
 def test_check_names_the_missing_variable(
     server: PineconeTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -472,6 +497,7 @@ def create_raw_index(server: PineconeTestServer, name: str = "raw", dimension: i
     return f"/_data/{name}"
 
 
+@pytest.mark.server
 def test_server_enforces_pinecone_limits(server: PineconeTestServer) -> None:
     data = create_raw_index(server)
 
@@ -505,6 +531,7 @@ def test_server_enforces_pinecone_limits(server: PineconeTestServer) -> None:
     assert server.vectors("raw", "ns").keys() == {"a", "x" * 512}  # rejected requests wrote nothing
 
 
+@pytest.mark.server
 def test_server_speaks_the_sdk_data_plane(server: PineconeTestServer) -> None:
     pc = pinecone.Pinecone(api_key=KEY, host=server.url)
     pc.indexes.create(
