@@ -48,7 +48,7 @@ lock:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 .PHONY: test-fast typecheck

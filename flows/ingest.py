@@ -39,7 +39,7 @@ class PrefectHooks(Hooks):
         """Call ``fn`` as the Prefect task ``name`` (tasks are made once per stage and function)."""
         key = (name, fn)
         if key not in self._tasks:
-            self._tasks[key] = task(fn, name=name, cache_policy=NO_CACHE, retries=0)
+            self._tasks[key] = task(name=name, cache_policy=NO_CACHE, retries=0)(fn)
         result: T = self._tasks[key](*args, **kwargs)
         return result
 

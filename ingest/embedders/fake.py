@@ -151,5 +151,6 @@ class FakeEmbedder:
             }
             if rejected:
                 out[list(rejected)] = np.nan
-                raise InputRejectedError(rejection_message(rejected), rejected=rejected, vectors=out)
+                message = rejection_message("fake embedder", rejected, len(texts))
+                raise InputRejectedError(message, rejected=rejected, vectors=out)
         return validate_vectors(out, len(texts), self.dimension)
