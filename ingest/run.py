@@ -92,7 +92,7 @@ class RunState:
     store_ready: bool = False  # ensured by this run (once, before its first write)
     seen: set[str] = field(default_factory=set)
     removals: list[Removal] = field(default_factory=list)
-    start_failures: list[SkipRecord] = field(default_factory=list)
+    start_failures: list[SkipRecord] = field(default_factory=list)  # depth-0 URLs that gave nothing
 
     @classmethod
     def load(cls, env: RunEnv) -> RunState:
@@ -128,7 +128,7 @@ def process_batch(
     hooks.progress("fetched", len(pages))
     outcomes: list[OutcomeRow] = extracted.tally(summary)
     state.seen |= extracted.seen
-    state.start_failures += [s for s in extracted.skips if s.depth == 0 and s.failed]
+    state.start_failures += [s for s in extracted.skips if s.depth == 0]
     urls = [d.url for d in extracted.documents] + extracted.not_modified + extracted.gone
     ledger = env.db.pages_by_url(keys.crawl, urls + [url for url, _ in extracted.emptied])
     planned = _timed(summary, hooks, "plan", plan_batch, extracted, ledger, keys, state.near)
@@ -320,7 +320,7 @@ def crawl_and_sync(
         raise
     summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
     summary.crawl_complete = stats.complete and not urls
-    if summary.pages_fetched - summary.pages_failed == 0:
+    if not state.seen:  # no server answered with a page (refused, unreachable, robots, ...)
         raise WebvecError(_no_pages_message(env.cfg, state, summary, handle.log_path))
     finish_deletions(env, state, summary, whole_site=not urls, write=write)
     if write:

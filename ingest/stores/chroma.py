@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,12 @@ class ChromaStore:
         return self._client
 
     def check(self) -> None:
-        """The chromadb package must be installed (and a server reachable when ``host`` is set)."""
-        _ = self.client
+        """The chromadb package must be installed (and a server reachable when ``host`` is set). An
+        embedded store is not opened here: opening creates its folder, and a dry run creates nothing."""
+        if self.cfg.host:
+            _ = self.client
+        elif importlib.util.find_spec("chromadb") is None:
+            raise MissingExtraError("chroma", "chromadb")
 
     def _existing(self) -> Any:
         embedded_unused = self._client is None and not self.cfg.host and not _path(self.cfg).is_dir()

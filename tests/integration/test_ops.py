@@ -74,7 +74,11 @@ def test_verify_finds_and_repairs_drift(ingested) -> None:  # type: ignore[no-un
     ids = sorted(store.list_ids())
     store.delete(ids[:3])  # vectors lost behind the ledger's back
     store.upsert(
-        [VectorRecord("ffffffffffffffff#0000", np.ones(384, dtype=np.float32) / 384**0.5, {"text": "x"})]
+        [
+            VectorRecord(
+                "ffffffffffffffff#" + "0" * 16, np.ones(384, dtype=np.float32) / 384**0.5, {"text": "x"}
+            )
+        ]
     )
     report = verify_crawl(cfg)
     assert not report["ok"] and report["missing"] == 3 and report["orphans"] == 1
