@@ -127,8 +127,10 @@ class RunSummary:
         return rows
 
     def title(self) -> str:
-        """One line: kind, crawl and status."""
-        return f"webvec {self.kind}{' (dry run)' if self.dry_run else ''}: {self.crawl} — {self.status}"
+        """One line: kind, crawl and status (and how many pages failed, when some did)."""
+        dry = " (dry run)" if self.dry_run else ""
+        failed = f", {self.pages_failed} page(s) failed" if self.pages_failed else ""
+        return f"webvec {self.kind}{dry}: {self.crawl} — {self.status}{failed}"
 
     def to_markdown(self) -> str:
         """Markdown table for the Prefect artifact."""
