@@ -23,7 +23,8 @@ from scrapy.utils.test import get_crawler
 
 from bench.serve import StaticServer
 from ingest.config import parse_crawl
-from ingest.state import FetchedPage, StateDB, page_links
+from ingest.state import FetchedPage, StateDB
+from ingest.state.schema import page_links
 from spiders.middlewares import RequestRefused, SafetyMiddleware
 from spiders.spiders.config_spider import ConfigSpider
 from tests.conftest import REPO
