@@ -38,6 +38,7 @@ from pydantic import (
 
 from ingest.errors import ConfigError
 from ingest.redos import backtracking_problem
+from ingest.urls import is_http_url
 
 DEFAULT_HOME = ".webvec"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
@@ -145,11 +146,10 @@ def _check_cron(value: str | None) -> str | None:
 
 
 def _check_http_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(url):
         raise ValueError(f"not an http(s) URL with a host: {url!r}")
     try:
-        parts.port  # noqa: B018 - raises on a port outside 0-65535 or not a number
+        urlsplit(url).port  # noqa: B018 - raises on a port outside 0-65535 or not a number
     except ValueError:
         raise ValueError(f"invalid port in {url!r}") from None
     return url

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -30,7 +31,7 @@ from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.dedup import NearDuplicateIndex
 from ingest.env import RunEnv, ensure_store, make_env
-from ingest.errors import WebvecError
+from ingest.errors import ConfigError, WebvecError
 from ingest.ids import doc_prefix
 from ingest.model import Outcome, PageStatus, RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
@@ -44,6 +45,36 @@ T = TypeVar("T")
 
 
 # -- the crawl process -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CrawlMode:
+    """Which pages a run fetches; the default is the whole site (start URLs, links, sitemaps).
+
+    ``urls``: exactly these pages. ``sitemap_only``: the pages the sitemaps list (``sitemaps`` when
+    given, else the crawl's ``source.sitemaps``, else the start URLs' robots.txt), with ``since`` only
+    those whose ``<lastmod>`` is on or after that day. Both are backfills: no link is followed and, as
+    the run does not try to reach every page, no page is deleted for not being seen.
+    """
+
+    urls: tuple[str, ...] = ()
+    sitemap_only: bool = False
+    sitemaps: tuple[str, ...] = ()
+    since: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.urls and self.sitemap_only:
+            raise ConfigError("a run fetches either the given URLs or the pages sitemaps list, not both")
+        if (self.sitemaps or self.since is not None) and not self.sitemap_only:
+            raise ConfigError("sitemaps and since choose among the pages sitemaps list: set sitemap_only")
+
+    @property
+    def whole_site(self) -> bool:
+        """Whether the run tries to reach every page (only then may unseen pages be deleted as stale)."""
+        return not self.urls and not self.sitemap_only
+
+
+WHOLE_SITE = CrawlMode()
+
+
 @dataclass
 class CrawlStats:
     """How the crawl process ended."""
@@ -75,7 +106,7 @@ class CrawlSource(Protocol):
     """Starts crawls (``spiders.process.SpiderProcess``: the spider subprocess)."""
 
     def start(
-        self, crawl_path: Path, run_id: str, *, page_store: str, urls: list[str] | None, dry_run: bool
+        self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
     ) -> CrawlHandle:
         """Start crawling ``crawl_path``'s site; pages go into the state DB at ``page_store``."""
         ...
@@ -273,13 +304,39 @@ def sweep_repeated_chunks(env: RunEnv, summary: RunSummary) -> None:
         summary.add({"vectors_deleted": len(ids), "chunks_dropped_repeated": len(ids)})
 
 
-def _no_pages_message(cfg: CrawlConfig, state: RunState, summary: RunSummary, log: str) -> str:
+def _no_pages_message(
+    cfg: CrawlConfig, mode: CrawlMode, state: RunState, summary: RunSummary, log: str
+) -> str:
     causes = [f"{s.url}: {s.reason}" for s in state.start_failures[:3]]
     if not causes:
         causes = [f"{k} ×{v}" for k, v in sorted(summary.skip_reasons.items())] or ["no response"]
-    return (
-        f"no pages fetched from {', '.join(cfg.source.start_urls)} ({'; '.join(causes)}); spider log: {log}"
-    )
+    where = ", ".join(cfg.source.start_urls) if mode.whole_site else "the chosen pages"
+    return f"no pages fetched from {where} ({'; '.join(causes)}); spider log: {log}"
+
+
+def _report_selection(cfg: CrawlConfig, mode: CrawlMode, stats: CrawlStats, summary: RunSummary) -> bool:
+    """A backfill's end: warnings for what it left out; WebvecError naming the sitemaps that could not
+    be read when nothing was fetched (degraded when some pages were). True when the sitemaps list no
+    page to fetch: nothing to do, an ``ok`` run with a message."""
+    raw, warn = stats.raw, summary.warnings.append
+    domains = ", ".join(cfg.source.domains)
+    if raw.get("offsite_links"):
+        warn(f"dropped {raw['offsite_links']} URL(s) off the allowed domains ({domains})")
+    if raw.get("sitemap_undated"):
+        warn(f"left out {raw['sitemap_undated']} sitemap entries without a usable <lastmod>")
+    if raw.get("limit_reached"):
+        warn(f"source.max_pages ({cfg.source.max_pages}) reached: the other chosen pages were not fetched")
+    listed = raw.get("sitemap_failed")
+    failed = [f"sitemap {f['url']}: {f['reason']}" for f in listed] if isinstance(listed, list) else []
+    if failed and not summary.pages_fetched:
+        raise WebvecError("; ".join(failed[:3]))
+    if failed:
+        summary.degrade(f"pages only these sitemaps list were not fetched: {'; '.join(failed[:3])}")
+    if mode.sitemap_only and not summary.pages_fetched:
+        what = f"with a <lastmod> on or after {mode.since}" if mode.since else "on the allowed domains"
+        summary.message = f"nothing to backfill: the sitemaps list no page {what}"
+        return True
+    return False
 
 
 def crawl_and_sync(
@@ -290,14 +347,14 @@ def crawl_and_sync(
     crawler: CrawlSource,
     *,
     page_store: StateDB,
-    urls: list[str] | None = None,
+    mode: CrawlMode = WHOLE_SITE,
     heartbeat: Heartbeat | None = None,
     write: bool = True,
 ) -> None:
     """Crawl and bring the store up to date (or, ``write`` off, count what that would do)."""
     state = RunState.load(env)
     handle = crawler.start(
-        crawl_path, summary.run_id, page_store=page_store.url, urls=urls, dry_run=not write
+        crawl_path, summary.run_id, page_store=page_store.url, mode=mode, dry_run=not write
     )
     summary.spider_log = handle.log_path
     try:
@@ -319,10 +376,12 @@ def crawl_and_sync(
         handle.stop()
         raise
     summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
-    summary.crawl_complete = stats.complete and not urls
+    summary.crawl_complete = stats.complete and mode.whole_site
+    if not mode.whole_site and _report_selection(env.cfg, mode, stats, summary):
+        return
     if not state.seen:  # no server answered with a page (refused, unreachable, robots, ...)
-        raise WebvecError(_no_pages_message(env.cfg, state, summary, handle.log_path))
-    finish_deletions(env, state, summary, whole_site=not urls, write=write)
+        raise WebvecError(_no_pages_message(env.cfg, mode, state, summary, handle.log_path))
+    finish_deletions(env, state, summary, whole_site=mode.whole_site, write=write)
     if write:
         sweep_repeated_chunks(env, summary)
     if summary.chunks_quarantined:
@@ -339,11 +398,18 @@ def run_ingest(
     crawler: CrawlSource,
     *,
     urls: list[str] | None = None,
+    mode: CrawlMode | None = None,
     hooks: Hooks | None = None,
     dry_run: bool = False,
 ) -> RunSummary:
     """Crawl a site and sync its vectors (``webvec run``); with ``dry_run``, report what that would do
-    and write nothing (``webvec plan``). Raises RunFailed (with the summary) when the run failed."""
+    and write nothing (``webvec plan``). Raises RunFailed (with the summary) when the run failed.
+
+    ``mode`` chooses the pages (:class:`CrawlMode`; default the whole site); ``urls`` is short for
+    ``mode=CrawlMode(urls=...)``."""
+    if urls and mode is not None:
+        raise ConfigError("give urls or mode, not both")
+    mode = CrawlMode(urls=tuple(urls)) if urls else mode or WHOLE_SITE
     hooks = hooks or Hooks()
     path = resolve_crawl_path(crawl).resolve()
     cfg = load_crawl(path)
@@ -351,9 +417,9 @@ def run_ingest(
 
     warnings = [w.line(str(path)) for w in check(cfg, str(path))]  # ConfigError before anything runs
     if dry_run:
-        return _dry_run(cfg, path, crawler, hooks, urls)
+        return _dry_run(cfg, path, crawler, hooks, mode)
     env = make_env(cfg)
-    summary = RunSummary(crawl=cfg.name, kind="backfill" if urls else "ingest", warnings=warnings)
+    summary = RunSummary(crawl=cfg.name, kind="ingest" if mode.whole_site else "backfill", warnings=warnings)
     summary.target, summary.model_key = env.store.target, env.keys.model_key
 
     def finish(s: RunSummary) -> None:
@@ -369,13 +435,11 @@ def run_ingest(
             rebuild_version(env, summary, hooks)
             env = make_env(cfg, env.db)
             summary.target, summary.model_key = env.store.target, env.keys.model_key
-        crawl_and_sync(env, path, summary, hooks, crawler, page_store=env.db, urls=urls, heartbeat=heartbeat)
+        crawl_and_sync(env, path, summary, hooks, crawler, page_store=env.db, mode=mode, heartbeat=heartbeat)
     return summary
 
 
-def _dry_run(
-    cfg: CrawlConfig, path: Path, crawler: CrawlSource, hooks: Hooks, urls: list[str] | None
-) -> RunSummary:
+def _dry_run(cfg: CrawlConfig, path: Path, crawler: CrawlSource, hooks: Hooks, mode: CrawlMode) -> RunSummary:
     """``webvec plan``: the run's decisions with writing off. Fetched pages go to a temporary page
     store; the ledger is only read (and not created when the crawl never ran)."""
     with tempfile.TemporaryDirectory(prefix="webvec-plan-") as tmp:
@@ -393,7 +457,7 @@ def _dry_run(
                 summary.warnings.append(
                     "the embedder changed: a run first re-embeds every stored chunk into a new version"
                 )
-            crawl_and_sync(env, path, summary, hooks, crawler, page_store=pages, urls=urls, write=False)
+            crawl_and_sync(env, path, summary, hooks, crawler, page_store=pages, mode=mode, write=False)
             if summary.status == RunStatus.RUNNING:
                 summary.status = RunStatus.OK
         except Exception as exc:
@@ -411,6 +475,7 @@ def _dry_run(
 __all__ = [
     "BATCH_PAGES",
     "CrawlHandle",
+    "CrawlMode",
     "CrawlSource",
     "CrawlStats",
     "Hooks",

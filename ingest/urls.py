@@ -1,9 +1,11 @@
-"""URL canonicalisation and network-safety checks shared by the spider and the flows.
+"""URL canonicalisation, URL checks and network-safety checks shared by the spider and the flows.
 
-Two policies live here because both the spider (``spiders/``) and the flows need them and neither may
-own the other:
+These policies live here because the crawl definition (``ingest.config``), the spider (``spiders/``)
+and the flows all need them and none of them may own the others:
 
 - :func:`canonicalize_url`: one spelling per page, so a page is fetched, stored and embedded once.
+- :func:`is_http_url` and :func:`on_allowed_domains`: what a crawl can fetch at all, and which hosts
+  its definition lets it fetch (``source.allowed_domains`` and their subdomains).
 - :class:`NetworkPolicy`: which hosts and addresses a crawl may connect to (the SSRF guard). The
   spider applies it twice: to the host name before a request is sent
   (:class:`spiders.middlewares.SafetyMiddleware`) and to every DNS answer the connection will use
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
@@ -71,6 +74,40 @@ def canonicalize_url(url: str) -> str:
 def host_of(url: str) -> str:
     """Lower-cased host name of a URL ('' if it has none)."""
     return (urlsplit(url).hostname or "").lower()
+
+
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is an http or https URL with a host: the only URLs a crawl fetches.
+
+    ``file:``, ``ftp:``, ``mailto:``, ``javascript:``, relative and host-less URLs are not; neither is a
+    string ``urlsplit`` cannot read (an unclosed IPv6 bracket).
+    """
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)  # urlsplit lower-cases the scheme
+    except ValueError:
+        return False
+
+
+def on_allowed_domains(url_or_host: str, domains: Iterable[str]) -> bool:
+    """Whether a URL's host (or a bare host name) is one of ``domains`` or a subdomain of one.
+
+    The match is on whole labels, as Scrapy's OffsiteMiddleware does it: with ``example.org`` allowed,
+    ``docs.example.org`` is on the domain and ``badexample.org`` is not. Case and a trailing dot (the
+    fully qualified spelling of the same name) are ignored.
+    """
+    try:
+        host = host_of(url_or_host) if "/" in url_or_host else url_or_host.strip("[]").lower()
+    except ValueError:  # not a URL urlsplit can read
+        return False
+    host = host.rstrip(".")
+    if not host:
+        return False
+    for domain in domains:
+        domain = domain.strip().lower().rstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            return True
+    return False
 
 
 # -- addresses ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from ingest.config import load_crawl, webvec_home
 from ingest.errors import WebvecError
-from ingest.run import CrawlStats
+from ingest.run import CrawlMode, CrawlStats
 from spiders.run import PAGE_STORE_ENV, spider_command, spider_env, spider_timeout_seconds
 
 # Seconds a stopped spider gets to close cleanly before it is killed.
@@ -120,7 +120,7 @@ class SpiderCrawler:
         self.environ = dict(os.environ if environ is None else environ)
 
     def start(
-        self, crawl_path: Path, run_id: str, *, page_store: str, urls: list[str] | None, dry_run: bool
+        self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
     ) -> SpiderRun:
         """Start crawling; pages go to the state DB at ``page_store``. A dry run keeps its log in a
         temporary folder (removed at the end; a failure quotes its last lines) and writes nothing else."""
@@ -128,7 +128,17 @@ class SpiderCrawler:
         logs = Path(tempfile.mkdtemp(prefix="webvec-spider-")) if dry_run else webvec_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         stats = logs / f"{run_id}.stats.json"
-        cmd = spider_command(crawl_path, run_id, stats, urls, dry_run=dry_run, parent_pid=os.getpid())
+        cmd = spider_command(
+            crawl_path,
+            run_id,
+            stats,
+            mode.urls,
+            sitemap_only=mode.sitemap_only,
+            sitemaps=mode.sitemaps,
+            since=mode.since,
+            dry_run=dry_run,
+            parent_pid=os.getpid(),
+        )
         # Only what the spider needs (no API keys). The page store's URL goes in the environment, not
         # on the command line, where `ps` would show a password it may hold.
         env = spider_env(self.environ, cfg)

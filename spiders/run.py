@@ -1,5 +1,12 @@
 """Run one crawl in this process: ``python -m spiders.run --crawl CRAWL --run-id RUN_ID [options]``.
 
+Which pages (default: the whole site, from its start URLs, links and ``source.sitemaps``):
+
+- ``--urls URL...``: exactly these pages, no link followed (a backfill of chosen pages);
+- ``--sitemap-only``: the pages the sitemaps list, no link followed; the sitemaps are ``--sitemaps
+  URL...`` when given, else ``source.sitemaps``, else the start URLs' robots.txt (its ``Sitemap:``
+  lines); with ``--since YYYY-MM-DD`` only the entries whose ``<lastmod>`` is on or after that day.
+
 The flow always starts this as a subprocess (Twisted's reactor cannot be restarted in one process).
 Pages go into the state DB's page store as they are fetched; at the end a JSON stats file is written
 if ``--stats-file`` is given (see :meth:`spiders.spiders.config_spider.ConfigSpider.crawl_stats`).
@@ -36,12 +43,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ingest.config import CrawlConfig, SourceConfig, load_crawl
 from ingest.errors import ConfigError
+from ingest.urls import is_http_url
 
 # The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
 PAGE_STORE_ENV = "WEBVEC_PAGE_STORE_URL"
@@ -99,18 +107,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crawl", required=True, help="crawl name under crawls/ or path to a YAML file")
     parser.add_argument("--run-id", required=True, help="run id the fetched pages are stored under")
     parser.add_argument("--stats-file", type=Path, help="write the crawl's stats as JSON here")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--urls", nargs="+", metavar="URL", help="backfill: fetch exactly these URLs, follow no links"
+    )
+    which.add_argument(
+        "--sitemap-only",
+        action="store_true",
+        help="fetch only the URLs the sitemaps list (--sitemaps, else source.sitemaps, else robots.txt), "
+        "follow no links",
+    )
+    parser.add_argument(
+        "--sitemaps",
+        nargs="+",
+        metavar="URL",
+        help="with --sitemap-only: read these sitemaps (urlset, index, .gz, or a robots.txt) instead",
+    )
+    parser.add_argument(
+        "--since",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="with --sitemap-only: only the entries whose <lastmod> is on or after this day (UTC)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="write no link cache, and create no state DB (webvec plan)"
     )
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the run) dies")
-    parser.add_argument(
-        "--sitemap-only",
-        action="store_true",
-        help="fetch only the URLs the sitemaps list (source.sitemaps, else robots.txt), follow no links",
-    )
     parser.add_argument(
         "--max-seconds",
         type=_positive_seconds,
@@ -118,7 +140,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="hard wall-clock limit: stop the process with status 3 after this long "
         "(default: source.max_duration + source.download_timeout + 60 s)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.sitemaps or args.since) and not args.sitemap_only:
+        parser.error("--sitemaps and --since need --sitemap-only")
+    return args
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -163,6 +195,8 @@ def spider_command(
     urls: Sequence[str] | None = None,
     *,
     sitemap_only: bool = False,
+    sitemaps: Sequence[str] = (),
+    since: date | None = None,
     max_seconds: float | None = None,
     dry_run: bool = False,
     parent_pid: int | None = None,
@@ -170,6 +204,7 @@ def spider_command(
 ) -> list[str]:
     """The command line that runs one crawl in a subprocess (``python -m spiders.run ...``).
 
+    ``urls``, ``sitemap_only``, ``sitemaps`` and ``since`` choose the pages (see the module docstring).
     ``max_seconds`` sets ``--max-seconds``; without it the process applies
     :func:`hard_deadline_seconds` of the crawl itself. Run it with ``env=spider_env(os.environ, cfg)``
     and ``timeout=spider_timeout_seconds(cfg.source, max_seconds)``.
@@ -178,12 +213,17 @@ def spider_command(
     command += ["--run-id", run_id, "--stats-file", os.fspath(stats_file)]
     if sitemap_only:
         command.append("--sitemap-only")
+    if since is not None:
+        command += ["--since", since.isoformat()]
     if max_seconds is not None:
         command += ["--max-seconds", repr(float(max_seconds))]
     if dry_run:
         command.append("--dry-run")
     if parent_pid is not None:
         command += ["--parent-pid", str(parent_pid)]
+    # Lists last: each takes every argument after it.
+    if sitemaps:
+        command += ["--sitemaps", *sitemaps]
     if urls:
         command += ["--urls", *urls]
     return command
@@ -265,10 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_crawl(args.crawl)
         state_url = cfg.state_url()
-        for url in args.urls or []:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"--urls: not an http(s) URL with a host: {url!r}")
+        for option, urls in (("--urls", args.urls), ("--sitemaps", args.sitemaps)):
+            for url in urls or []:
+                if not is_http_url(url):
+                    raise ConfigError(f"{option}: not an http(s) URL with a host: {url!r}")
     except ConfigError as exc:
         print(" ".join(str(exc).split()), file=sys.stderr)
         return 2
@@ -299,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_id=args.run_id,
         urls=args.urls,
         sitemap_only=args.sitemap_only,
+        sitemaps=args.sitemaps,
+        since=args.since,
         state=state or page_store,
         page_store=page_store,
         dry_run=args.dry_run,

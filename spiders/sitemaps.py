@@ -4,7 +4,8 @@ A sitemap may list 50,000 URLs in 50 MB (sitemaps.org), and real ones exceed bot
 tree and list (Scrapy's ``Sitemap``) costs hundreds of megabytes for a large file and is wasted when
 the crawl's ``max_pages`` needs ten of them; :func:`iter_sitemap` walks the document with lxml's
 ``iterparse`` and frees each entry once read, and :func:`open_sitemap_body` gunzips on the fly with a
-size cap (a gzip bomb stops at the cap).
+size cap (a gzip bomb stops at the cap). :func:`parse_lastmod` reads an entry's ``<lastmod>``, for
+crawls that select pages by date (a backfill's ``since``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import IO, Any
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no stubs
@@ -65,16 +67,43 @@ class SitemapEntry:
     lastmod: str | None = None
 
 
+def parse_lastmod(value: str | None) -> date | None:
+    """The day of a ``<lastmod>`` W3C datetime, in UTC; None for a missing or unreadable value.
+
+    ``2026-11-01``, ``2026-11``, ``2026`` (a year-month or a year is a valid W3C datetime too; the first
+    day is taken), ``2026-11-01T10:00:00+02:00``, ``...Z``; a date-only or zone-less value is taken as
+    written.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        if len(text) <= 10:
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        for fmt in ("%Y-%m", "%Y"):
+            try:
+                return datetime.strptime(text, fmt).date()
+            except ValueError:
+                pass
+        return None
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+
+
 def _local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def iter_sitemap(stream: IO[bytes]) -> tuple[str | None, Iterator[SitemapEntry]]:
+def iter_sitemap(
+    stream: IO[bytes], on_error: Callable[[str], None] | None = None
+) -> tuple[str | None, Iterator[SitemapEntry]]:
     """The sitemap's type (``"urlset"``, ``"sitemapindex"``, or None if neither) and its entries.
 
     Entries are read lazily: the second value is a generator that parses as it is consumed. Entities
     are not resolved and nothing is fetched from the network (no XXE); broken XML is read as far as
-    lxml's recovery gets. A parse error ends the entries and is logged.
+    lxml's recovery gets (logged). A body cut short (the size cap, a broken gzip stream) ends the entries
+    early: it is logged and passed to ``on_error``, since the entries after it are missed.
     """
     events = etree.iterparse(
         stream,
@@ -94,10 +123,12 @@ def iter_sitemap(stream: IO[bytes]) -> tuple[str | None, Iterator[SitemapEntry]]
     if kind not in ("urlset", "sitemapindex"):
         return None, iter(())
     entry_tag = "url" if kind == "urlset" else "sitemap"
-    return kind, _entries(events, root, entry_tag)
+    return kind, _entries(events, root, entry_tag, on_error)
 
 
-def _entries(events: Any, root: Any, entry_tag: str) -> Iterator[SitemapEntry]:
+def _entries(
+    events: Any, root: Any, entry_tag: str, on_error: Callable[[str], None] | None
+) -> Iterator[SitemapEntry]:
     try:
         for event, element in events:
             if event != "end" or _local(element.tag) != entry_tag or element.getparent() is not root:
@@ -117,3 +148,7 @@ def _entries(events: Any, root: Any, entry_tag: str) -> Iterator[SitemapEntry]:
                 yield SitemapEntry(loc, lastmod)
     except (etree.XMLSyntaxError, SitemapTooLarge, OSError, EOFError) as exc:
         logger.warning("sitemap reading stopped: %s: %s", type(exc).__name__, exc)
+        # Cut short (the size cap, a broken gzip stream): the entries after this point are missed.
+        # Broken XML is not reported: lxml's recovery already read what can be read of it.
+        if on_error is not None and not isinstance(exc, etree.XMLSyntaxError):
+            on_error(str(exc) if isinstance(exc, SitemapTooLarge) else f"{type(exc).__name__}: {exc}")

@@ -4,14 +4,19 @@ What it does with each URL, in order:
 
 1. Scheduling. Every URL is canonicalised with :func:`ingest.urls.canonicalize_url` (fragments and
    tracking parameters dropped) and requested at most once. Followed links must be on an allowed
-   domain (or a subdomain of one), pass ``source.include``/``source.exclude`` and lie within
-   ``source.max_depth``. Start URLs, ``--urls`` and URLs listed by sitemaps are always requested (sitemap
-   URLs only on allowed domains) and start at depth 0; they are stored only if they pass the filters.
+   domain (or a subdomain of one, :func:`ingest.urls.on_allowed_domains`), pass
+   ``source.include``/``source.exclude`` and lie within ``source.max_depth``. Start URLs, ``--urls``
+   and URLs listed by sitemaps are always requested (sitemap URLs only on allowed domains and, with
+   ``--since``, only with a ``<lastmod>`` on or after that day) and start at depth 0; they are stored
+   only if they pass the filters.
    Sitemaps are read lazily (see :meth:`ConfigSpider.start`): one sitemap file at a time, streamed, and
    its URLs handed to Scrapy only as download slots and the ``max_pages`` budget allow, so a sitemap of
    millions of URLs costs flat memory and a handful of requests when ``max_pages`` is small.
-   Sitemaps named in ``source.sitemaps`` may be anywhere; those they or robots.txt point to must be
-   on an allowed domain.
+   Sitemaps named in ``source.sitemaps`` or ``--sitemaps`` may be anywhere; those they or robots.txt
+   point to must be on an allowed domain. A sitemap that cannot be read (an HTTP error, refused, not
+   a sitemap, cut short at the size cap; in ``--sitemap-only`` mode also a robots.txt without
+   ``Sitemap:`` lines) is an error of the crawl, listed with its reason in the stats file
+   (``sitemap_failed``).
 2. Safety. :class:`~spiders.middlewares.SafetyMiddleware` refuses private and loopback hosts (redirects
    included) unless ``allow_private_networks``; robots.txt is obeyed unless ``obey_robots: false``
    (:mod:`spiders.robots`: an unreachable robots.txt disallows its host, Crawl-delay is honoured up to
@@ -35,6 +40,8 @@ import re
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
+from functools import partial
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
@@ -53,11 +60,11 @@ from twisted.python.failure import Failure
 from ingest.config import CrawlConfig, load_crawl
 from ingest.model import SkipKind
 from ingest.state import FetchedPage, StateDB
-from ingest.urls import canonicalize_url, host_of
+from ingest.urls import canonicalize_url, host_of, is_http_url, on_allowed_domains
 from spiders.middlewares import RequestRefused
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
 from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
-from spiders.sitemaps import SitemapEntry, iter_sitemap, open_sitemap_body
+from spiders.sitemaps import SitemapEntry, iter_sitemap, open_sitemap_body, parse_lastmod
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +139,28 @@ def _as_list(urls: Sequence[str] | str | None) -> list[str]:
     return list(urls)
 
 
+def _asked_url(meta: dict[str, Any], url: str) -> str:
+    """The URL a request was first made for, before redirects (a refused redirect names its target)."""
+    redirects: list[str] = meta.get("redirect_urls") or [url]
+    return redirects[0]
+
+
+def _as_date(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value)  # `scrapy crawl config -a since=2026-11-01`
+
+
 class ConfigSpider(Spider):
     """Crawl one site as a crawl definition says and emit one FetchedPage per requested page.
 
     Arguments (``process.crawl(ConfigSpider, ...)`` or ``scrapy crawl config -a NAME=VALUE``):
     ``crawl`` a CrawlConfig, a crawl name or a YAML path; ``run_id`` the flow run the pages belong to;
     ``urls`` backfill mode: fetch exactly these URLs, follow nothing; ``sitemap_only`` crawl only the
-    URLs the sitemaps list, follow nothing; ``state`` an open StateDB to reuse; ``page_store`` the
-    StateDB fetched pages go to (default: ``state``); ``dry_run`` writes no link cache.
+    URLs the sitemaps list, follow nothing: ``sitemaps`` read these instead of the configured ones,
+    ``since`` only entries with a ``<lastmod>`` on or after that day; ``state`` an open StateDB to
+    reuse; ``page_store`` the StateDB fetched pages go to (default: ``state``); ``dry_run`` writes no
+    link cache.
     """
 
     name = "config"
@@ -152,6 +173,8 @@ class ConfigSpider(Spider):
         run_id: str,
         urls: Sequence[str] | str | None = None,
         sitemap_only: bool | str = False,
+        sitemaps: Sequence[str] | str | None = None,
+        since: date | str | None = None,
         state: StateDB | None = None,
         page_store: StateDB | None = None,
         dry_run: bool = False,
@@ -162,6 +185,8 @@ class ConfigSpider(Spider):
         self.run_id = run_id
         self.backfill_urls = list(dict.fromkeys(canonicalize_url(u) for u in _as_list(urls)))
         self.sitemap_only = sitemap_only in (True, "1", "true", "True", "yes")
+        self.sitemap_urls = _as_list(sitemaps)  # read instead of source.sitemaps (sitemap-only mode)
+        self.since = _as_date(since)  # sitemap entries modified before this day are left out
         self.state = state if state is not None else StateDB(self.cfg.state_url())
         # Where fetched pages go (the pipeline writes them): the ledger's DB, or a dry run's own.
         self.page_store = page_store if page_store is not None else self.state
@@ -191,6 +216,7 @@ class ConfigSpider(Spider):
         self._filtered_links: set[str] = set()
         self._too_deep: set[str] = set()
         self._failed: list[dict[str, str]] = []  # the first FAILED_LISTED failed pages: url, reason
+        self._sitemap_failed: list[dict[str, str]] = []  # the first FAILED_LISTED unreadable sitemaps
         self._skipped_hosts: dict[str, str] = {}  # host -> why robots.txt made the spider skip it all
 
         conditional = self.cfg.sync.conditional_requests and not self.backfill_urls
@@ -215,8 +241,7 @@ class ConfigSpider(Spider):
     # -- filters ------------------------------------------------------------------------------
     def allowed_host(self, host: str) -> bool:
         """Whether ``host`` is an allowed domain or a subdomain of one."""
-        host = host.lower()
-        return any(host == d or host.endswith("." + d) for d in self.domains)
+        return on_allowed_domains(host, self.domains)
 
     def passes_filters(self, url: str) -> bool:
         """``source.include`` (any must match, if given) and ``source.exclude`` (none may match)."""
@@ -257,7 +282,7 @@ class ConfigSpider(Spider):
                 canonical = canonicalize_url(url)
                 if canonical not in self._seen:
                     yield self._page_request(canonical, 0)
-        sitemaps = list(source.sitemaps)
+        sitemaps = self.sitemap_urls or list(source.sitemaps)
         if self.sitemap_only and not sitemaps:
             origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, source.start_urls)}
             sitemaps = [f"{origin}/robots.txt" for origin in sorted(origins)]
@@ -265,9 +290,16 @@ class ConfigSpider(Spider):
             # Named by the user, so allowed wherever it is (a CDN, another host of the site).
             self._queue_sitemap(url, configured=True)
 
+    def _sitemap_failure(self, url: str, reason: str) -> None:
+        """A sitemap that could not be read (in full): the pages only it lists are missed."""
+        self.counts["sitemap_errors"] += 1
+        logger.warning("could not read sitemap %s: %s", url, reason)
+        if len(self._sitemap_failed) < FAILED_LISTED:
+            self._sitemap_failed.append({"url": url, "reason": reason})
+
     # -- the lazy sitemap feed ------------------------------------------------------------------
     def _queue_sitemap(self, url: str, *, configured: bool = False, found_in: str = "") -> None:
-        if url in self._sitemaps_seen or urlsplit(url).scheme not in ("http", "https"):
+        if url in self._sitemaps_seen or not is_http_url(url):
             return
         if not configured and not self.allowed_host(host_of(url)):
             # sitemaps.org lets robots.txt point anywhere ("cross submits"), but a crawl fetches only
@@ -298,7 +330,7 @@ class ConfigSpider(Spider):
             source = self._sitemap_sources[0]
             for entry in source.entries:
                 source.listed += 1
-                request = self._sitemap_page_request(entry.loc)
+                request = self._sitemap_page_request(entry)
                 if request is not None:
                     source.new += 1
                     return request
@@ -321,10 +353,15 @@ class ConfigSpider(Spider):
             await self._sleep(FEED_POLL_S)
             self._forget_lost_requests()
 
-    def _sitemap_page_request(self, loc: str) -> Request | None:
-        if urlsplit(loc).scheme not in ("http", "https"):
+    def _sitemap_page_request(self, entry: SitemapEntry) -> Request | None:
+        if not is_http_url(entry.loc):
             return None
-        url = canonicalize_url(loc)
+        if self.since is not None:
+            day = parse_lastmod(entry.lastmod)
+            if day is None or day < self.since:
+                self.counts["sitemap_undated" if day is None else "sitemap_older"] += 1
+                return None
+        url = canonicalize_url(entry.loc)
         if url in self._seen:
             return None
         if not self.allowed_host(host_of(url)):
@@ -444,9 +481,11 @@ class ConfigSpider(Spider):
 
     def _on_headers(self, headers: Any, request: Request, **_: Any) -> None:
         # Stop the download of a non-HTML body as soon as its headers say so; parse_page records it.
-        if request.meta.get(KIND) != "page":
+        if request.meta.get(KIND) not in ("page", "sitemap"):
             return
         request.meta[RECEIVED] = 0
+        if request.meta[KIND] == "sitemap":
+            return
         content_type = headers.get(b"Content-Type")
         if content_type and _mime(content_type.decode("latin-1")) not in HTML_TYPES:
             raise StopDownload(fail=False)
@@ -454,7 +493,7 @@ class ConfigSpider(Spider):
     def _on_bytes(self, data: bytes, request: Request, **_: Any) -> None:
         # Scrapy cancels a body that outgrows DOWNLOAD_MAXSIZE with a bare CancelledError; counting the
         # bytes tells that apart from a download cancelled because the crawl is shutting down.
-        if request.meta.get(KIND) == "page":
+        if request.meta.get(KIND) in ("page", "sitemap"):
             request.meta[RECEIVED] = request.meta.get(RECEIVED, 0) + len(data)
 
     # -- responses ----------------------------------------------------------------------------
@@ -557,7 +596,7 @@ class ConfigSpider(Spider):
     def _extract_links(self, response: TextResponse) -> list[str]:
         links: dict[str, None] = {}
         for link in self._link_extractor.extract_links(response):
-            if urlsplit(link.url).scheme in ("http", "https"):
+            if is_http_url(link.url):
                 links[canonicalize_url(link.url)] = None
         return list(links)
 
@@ -617,18 +656,26 @@ class ConfigSpider(Spider):
     def parse_sitemap(self, response: Response) -> None:
         """Read a robots.txt (its Sitemap: lines), a sitemap index or a urlset into the feed."""
         self._settle(response.meta)
+        asked = _asked_url(response.meta, response.url)  # failures name the URL the user or a file gave
+        if response.status != 200:  # 404 and 410 reach the callback too (handle_httpstatus_list)
+            self._sitemap_failure(asked, f"http {response.status}")
+            return
         if response.meta.get(ROBOTS):
             found = list(sitemap_urls_from_robots(response.body, base_url=response.url))
-            if not found:
+            if not found and self.sitemap_only:
+                # The sitemaps are the only source of pages: a wrong robots.txt must not pass for an
+                # empty selection.
+                self._sitemap_failure(asked, "no Sitemap: lines in this robots.txt")
+            elif not found:
                 logger.info("no Sitemap: lines in %s", response.url)
             for url in found:
                 self._queue_sitemap(url, found_in=response.url)
             return
         stream = open_sitemap_body(response.body, response.meta["download_maxsize"])
-        kind, entries = iter_sitemap(stream) if stream is not None else (None, iter(()))
+        on_error = partial(self._sitemap_failure, asked)
+        kind, entries = iter_sitemap(stream, on_error) if stream is not None else (None, iter(()))
         if kind is None:
-            self.counts["sitemap_errors"] += 1
-            logger.warning("not a sitemap: %s", response.url)
+            self._sitemap_failure(asked, "not a sitemap (neither <urlset> nor <sitemapindex>)")
         elif kind == "sitemapindex":
             for entry in entries:
                 self._queue_sitemap(entry.loc, found_in=response.url)
@@ -641,9 +688,22 @@ class ConfigSpider(Spider):
         request: Request = failure.request  # type: ignore[attr-defined]
         self._settle(request.meta)
         exc = failure.value
-        detail = f"http {exc.response.status}" if isinstance(exc, HttpError) else f"{type(exc).__name__}"
-        self.counts["sitemap_errors"] += 1
-        logger.warning("could not read sitemap %s: %s", request.url, detail)
+        maxsize = request.meta["download_maxsize"]
+        if isinstance(exc, HttpError):
+            reason = f"http {exc.response.status}{attempts_note(request)}"
+        elif isinstance(exc, RequestRefused):
+            reason = exc.reason
+        elif isinstance(exc, IgnoreRequest) and "robots.txt" in str(exc):
+            reason = "disallowed by robots.txt"
+        elif isinstance(exc, DownloadCancelledError | CancelledError) and (
+            "max size" in str(exc) or request.meta.get(RECEIVED, 0) > maxsize
+        ):
+            reason = f"larger than {maxsize} bytes"
+        elif isinstance(exc, DownloadCancelledError | CancelledError):
+            return  # in flight when the spider closed (max_pages or shutdown)
+        else:
+            reason = f"{failure_cause(exc)}{attempts_note(request)}"
+        self._sitemap_failure(_asked_url(request.meta, request.url), reason)
 
     # -- end ----------------------------------------------------------------------------------
     def note_store_error(self) -> None:
@@ -701,6 +761,10 @@ class ConfigSpider(Spider):
                 # flow can say "N pages failed"; every one is also a row with its reason.
                 "failed_pages": c["errors"],
                 "failed": list(self._failed),
+                # Sitemaps that could not be read, with their reasons (a backfill fails on them).
+                "sitemap_failed": list(self._sitemap_failed),
+                "sitemap_older": c["sitemap_older"],  # entries with a <lastmod> before --since
+                "sitemap_undated": c["sitemap_undated"],  # entries --since left out: no usable <lastmod>
                 "skipped_hosts": [{"host": h, "reason": r} for h, r in sorted(self._skipped_hosts.items())],
             }
         )

@@ -13,14 +13,14 @@ import pytest
 from ingest.config import parse_crawl
 from ingest.errors import ConfigError
 from ingest.preflight import Problem, check, preflight
-from ingest.urls import is_private_host
+from ingest.urls import _resolve
 
 
 @pytest.fixture(autouse=True)
 def fresh_dns_cache() -> Iterator[None]:
-    is_private_host.cache_clear()
+    _resolve.cache_clear()  # names are resolved once per process
     yield
-    is_private_host.cache_clear()
+    _resolve.cache_clear()
 
 
 def cfg(**sections: Any) -> Any:

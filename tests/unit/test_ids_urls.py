@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.ids import chunk_id, doc_id, doc_prefix, model_key, text_hash
-from ingest.urls import canonicalize_url, is_private_host
+from ingest.urls import canonicalize_url, is_http_url, is_private_host, on_allowed_domains
 
 
 def test_chunk_ids_are_prefixed_by_their_document() -> None:
@@ -74,3 +74,39 @@ def test_private_hosts() -> None:
         assert is_private_host(host), host
     for host in ("8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"):
         assert not is_private_host(host), host
+
+
+def test_is_http_url() -> None:
+    assert is_http_url("http://example.org") and is_http_url("HTTPS://Example.org/a?b=1")
+    assert is_http_url("http://127.0.0.1:8080/") and is_http_url("http://[::1]/")
+    for url in ("ftp://example.org/", "file:///etc/passwd", "mailto:a@example.org", "javascript:void(0)"):
+        assert not is_http_url(url), url
+    for url in ("/a/b", "example.org/a", "http://", "http:///path", "https://:80/", "http://[::1", ""):
+        assert not is_http_url(url), url
+
+
+def test_on_allowed_domains_matches_whole_labels() -> None:
+    domains = ["example.org", "Docs.Example.NET"]
+    for allowed in (
+        "https://example.org/a",
+        "http://docs.example.org/",
+        "example.org",
+        "WWW.Example.org",
+        "https://a.b.example.org:8443/x",
+        "http://example.org./",
+        "docs.example.net",
+    ):
+        assert on_allowed_domains(allowed, domains), allowed
+    for refused in (
+        "https://badexample.org/",
+        "https://example.org.evil.com/",
+        "example.net",
+        "https://www.example.net/",
+        "http://[::1]/",
+        "",
+        "http://[::1",
+        "mailto:a@example.org",
+    ):
+        assert not on_allowed_domains(refused, domains), refused
+    assert on_allowed_domains("http://[::1]:8080/", ["::1"]) and on_allowed_domains("[::1]", ["::1"])
+    assert not on_allowed_domains("https://example.org/", [])
