@@ -41,6 +41,7 @@ from twisted.internet.defer import Deferred
 
 from ingest.model import SkipKind
 from spiders.middlewares import RequestRefused
+from spiders.resolver import installed_resolver
 from spiders.retry import failure_cause
 
 if TYPE_CHECKING:
@@ -152,10 +153,17 @@ class RobotsPolicyMiddleware:
         try:
             response = await self.crawler.engine.download_async(robots_request)
         except RequestRefused as exc:  # e.g. a redirect to a private address
+            if exc.kind == "private":  # the host itself is (or now resolves to) a refused address
+                return HostPolicy(refusal=(SkipKind.PRIVATE, exc.reason))
             return self._unreachable(netloc, exc.reason)
         except IgnoreRequest as exc:  # more than five redirects: "unavailable" (RFC 9309 §2.3.1.2)
             return self._unavailable(netloc, str(exc))
         except Exception as exc:
+            resolver = installed_resolver()
+            host = urlparse_cached(request).hostname or ""
+            refused = resolver.refused.get(host) if resolver is not None else None
+            if refused is not None:  # the name now resolves to a refused address: the host is private
+                return HostPolicy(refusal=(SkipKind.PRIVATE, refused))
             retried = self.attempts > 1 and isinstance(exc, self.retried_exceptions)
             tail = f" after {self.attempts} attempts" if retried else ""
             return self._unreachable(netloc, f"{failure_cause(exc)}{tail}")

@@ -422,7 +422,7 @@ def test_dns_rebinding_to_a_private_address_never_connects(tmp_path: Path, serve
     assert dict(site.requests) == {}
     row = rows_of(config, "rebind")[start]
     assert row.body is None and "127.0.0.1" in (row.skip_reason or "")
-    assert stats["private_refused"] == 1 and stats["pages_stored"] == 0
+    assert stats["private_refused"] == 1 and stats["pages_stored"] == 0, row.skip_reason
 
 
 @pytest.mark.slow
