@@ -9,15 +9,20 @@ pool of worker processes instead; a page over either limit is recorded as a ``Sk
 - The pool is pebble's ``ProcessPool``: it times each task from the moment a worker takes it, kills
   the worker of a task past its timeout (SIGTERM, SIGKILL 3 s later), and starts a replacement.
   ``concurrent.futures`` can only stop waiting for such a task, not stop it.
-- Memory: before each page a worker caps its address space (``RLIMIT_AS``) at what it holds plus
-  ``memory_mb``; an allocation past that fails, and the page's ``MemoryError`` becomes the Skip.
-  Linux only (``/proc/self/status``); the pipeline runs on Linux.
+- Memory: before each page a worker caps its address space (``RLIMIT_AS``) at what it holds (its
+  libraries, caches and freed heap) plus ``memory_mb``; an allocation past that fails, and the page's
+  ``MemoryError`` becomes the Skip. Libraries do not always let a failed allocation through as a
+  MemoryError, so a failure that came with over half the allowance in use counts as one too (see
+  :func:`_extract_in_worker`). Linux only (``/proc/self``); the pipeline runs on Linux.
 - Workers start with the ``forkserver`` method: forked from a small server process, not from the flow
   process, which runs threads (fork would copy their held locks) and may hold gigabytes of model
-  weights (which would count against the address-space cap).
+  weights (which would count against the address-space cap). As with any non-fork start method the
+  main module is imported in the workers: a script must keep its work under
+  ``if __name__ == "__main__":`` (console scripts and ``python -m`` entry points do).
 - The pool starts on first use, is reused across batches (a worker takes about a second to import and
-  warm up trafilatura) and is stopped by :meth:`Extractor.close`, by garbage collection, or at
-  interpreter exit (pebble's own exit hook), so it never holds the interpreter up.
+  warm up trafilatura), serves batches from several threads at once, and is stopped by
+  :meth:`Extractor.close`, by garbage collection, or at interpreter exit (pebble's own exit hook),
+  so it never holds the interpreter up. Each worker is replaced after PAGES_PER_WORKER pages.
 
 ``workers=0`` runs :func:`extract` in the calling process, without limits: for tests and debugging.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -135,6 +141,7 @@ class Extractor:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self._pool: ProcessPool | None = None  # started on first use
+        self._lock = threading.Lock()  # batches may come from several threads; one pool serves them
         self._finalizer: weakref.finalize[[ProcessPool], Extractor] | None = None
 
     def extract_many(self, items: Sequence[tuple[str, bytes]]) -> list[Document | Skip]:
@@ -144,27 +151,31 @@ class Extractor:
         comes back as a Skip of kind ``EXTRACT_FAILED``. Raises :class:`WebvecError` only when the
         pool cannot run at all (its workers die before they take a page, twice in a row).
         """
-        if self.workers == 0:
+        if self.workers == 0 or not items:
             return [extract(html, url) for url, html in items]
         results: list[Document | Skip | None] = [None] * len(items)
         pending = list(range(len(items)))
         # A pool whose workers all died while it was idle (killed from outside, failed to start) is
         # "broken" for pebble and fails every task; a new pool gets one more try.
         for _ in range(2):
-            pending = self._run(items, pending, results)
+            pool = self._live_pool()
+            pending = self._run(pool, items, pending, results)
             if not pending:
                 return [r for r in results if r is not None]
-            self.close()
+            self._discard(pool)
         raise WebvecError(
             "extraction workers die before they take a page; their error is on stderr "
             "(a memory limit too low to load trafilatura, or a broken install?)"
         )
 
     def _run(
-        self, items: Sequence[tuple[str, bytes]], indexes: list[int], results: list[Document | Skip | None]
+        self,
+        pool: ProcessPool,
+        items: Sequence[tuple[str, bytes]],
+        indexes: list[int],
+        results: list[Document | Skip | None],
     ) -> list[int]:
-        """Extract ``items[i]`` for each index into ``results[i]``; return the indexes a broken pool lost."""
-        pool = self._live_pool()
+        """Extract ``items[i]`` into ``results[i]`` for each index; return the indexes a broken pool lost."""
         futures: list[tuple[int, ProcessFuture[Document | Skip]]] = []
         try:
             for i in indexes:
@@ -194,25 +205,39 @@ class Extractor:
         return Skip(canonicalize_url(url), reason, SkipKind.EXTRACT_FAILED)
 
     def _live_pool(self) -> ProcessPool:
-        if self._pool is not None and not self._pool.active:
-            self.close()
-        if self._pool is None:
-            self._pool = ProcessPool(
-                max_workers=self.workers,
-                max_tasks=PAGES_PER_WORKER,
-                initializer=_start_worker,
-                context=multiprocessing.get_context("forkserver"),
-            )
-            # Stops the workers when the Extractor is garbage-collected without close().
-            self._finalizer = weakref.finalize(self, _stop, self._pool)
-        return self._pool
+        with self._lock:
+            if self._pool is not None and not self._pool.active:  # broken: its tasks have failed
+                self._close()
+            if self._pool is None:
+                self._pool = ProcessPool(
+                    max_workers=self.workers,
+                    max_tasks=PAGES_PER_WORKER,
+                    initializer=_start_worker,
+                    context=multiprocessing.get_context("forkserver"),
+                )
+                # Stops the workers when the Extractor is garbage-collected without close().
+                self._finalizer = weakref.finalize(self, _stop, self._pool)
+            return self._pool
 
-    def close(self) -> None:
-        """Stop the worker processes; the next batch starts a new pool."""
+    def _discard(self, pool: ProcessPool) -> None:
+        """Close ``pool`` if it is still the current one (another thread may have replaced it)."""
+        with self._lock:
+            if self._pool is pool:
+                self._close()
+
+    def _close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()  # calls _stop(pool) once
         self._pool = None
         self._finalizer = None
+
+    def close(self) -> None:
+        """Stop the worker processes; a later batch starts a new pool.
+
+        Not while a batch is running: pebble leaves the pages of a stopped pool unanswered.
+        """
+        with self._lock:
+            self._close()
 
     def __enter__(self) -> Extractor:
         return self

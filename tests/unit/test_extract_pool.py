@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from ingest import extract_pool
 from ingest.extract import Document, Skip, extract
 from ingest.extract_pool import Extractor
 from ingest.model import SkipKind
@@ -137,3 +139,35 @@ def test_unclosed_pool_does_not_hold_up_interpreter_exit() -> None:
     for pid in pids:  # the workers went with it (a zombie left to init is gone too)
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "\nState:\tZ" in status.read_text()
+
+
+def test_failure_near_the_memory_limit_counts_as_lack_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # lxml reports some failed allocations as other errors ("XPathEvalError: unknown error") and
+    # trafilatura swallows exceptions in its fallbacks: a Skip that came with most of the allowance in
+    # use must not pass for "no main text" (which would empty the page). Run here, in this process.
+    def extract_using(mb: int) -> Callable[[bytes, str], Skip]:
+        def fake_extract(html: bytes, url: str) -> Skip:
+            held = bytearray(mb * 1024 * 1024)  # zero-filled by the kernel: touched, resident
+            held[::4096] = b"x" * len(held[::4096])
+            return Skip(url, "no main text", SkipKind.NO_MAIN_TEXT)
+
+        return fake_extract
+
+    monkeypatch.setattr(extract_pool, "extract", extract_using(48))
+    hungry = extract_pool._extract_in_worker("http://docs.test/a", b"", 64)
+    assert hungry == Skip("http://docs.test/a", "extraction needed over 64 MB", SkipKind.EXTRACT_FAILED)
+    monkeypatch.setattr(extract_pool, "extract", extract_using(4))
+    assert extract_pool._extract_in_worker("http://docs.test/a", b"", 64).kind == SkipKind.NO_MAIN_TEXT
+
+
+def test_batches_from_several_threads_share_the_pool(extractor: Extractor) -> None:
+    # The flow extracts the next batch while the last one is embedded.
+    batches = [
+        [_page("python-howto-sorting.html"), _page("python-search.html")],
+        [_page("python-faq-general.html"), _page("python-copyright.html")],
+        [_page("python-library-urllib-robotparser.html")],
+    ]
+    with ThreadPoolExecutor(len(batches)) as threads:
+        results = list(threads.map(extractor.extract_many, batches))
+    for batch, got in zip(batches, results, strict=True):
+        assert got == [extract(html, url) for url, html in batch]
