@@ -102,8 +102,9 @@ def _parse(html: bytes | str) -> tuple[Any, str | None]:
     """Parse a page as trafilatura's ``load_html`` does, with the depth limit raised to MAX_DEPTH.
 
     Returns the tree (None when the input is not HTML) and, when libxml2 stopped reading the page at
-    one of its limits, its message. ``load_html`` discards the parser's error log, so a page cut at
-    the limit would look complete; and its one parser is shared by all threads, which lxml forbids.
+    one of its limits, its message. ``load_html`` keeps one parser for all calls and threads and
+    never reads its error log, so a page cut at the limit looks complete there; a parser per call
+    gives this page's errors alone.
     """
     from lxml.etree import ErrorTypes, LxmlError
     from lxml.html import HTMLParser, fromstring
