@@ -32,6 +32,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import weakref
 from collections.abc import Sequence
@@ -200,8 +201,10 @@ class Extractor:
             return result
         except FutureTimeout:
             reason = f"extraction took over {self.timeout_s:g} s"
-        except ProcessExpired as exc:  # a crash in C code, or the kernel's OOM killer
-            reason = f"extraction worker died (exit code {exc.exitcode})"
+        except ProcessExpired as exc:  # a crash in C code, or the kernel's OOM killer (SIGKILL)
+            code = exc.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            reason = f"extraction worker died ({how})"
         return Skip(canonicalize_url(url), reason, SkipKind.EXTRACT_FAILED)
 
     def _live_pool(self) -> ProcessPool:

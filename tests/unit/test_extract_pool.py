@@ -88,11 +88,17 @@ def test_pool_survives_killed_workers(extractor: Extractor) -> None:
 def test_a_worker_that_dies_is_a_skip(extractor: Extractor) -> None:
     # What a segfault in C code or the kernel's OOM killer does to a worker, on a real one.
     pool = extractor._live_pool()
-    skip = extractor._outcome("http://docs.test/x.html", pool.schedule(os._exit, args=(3,)))
-    assert skip == Skip(
+    exited = extractor._outcome("http://docs.test/x.html", pool.schedule(os._exit, args=(3,)))
+    assert exited == Skip(
         "http://docs.test/x.html", "extraction worker died (exit code 3)", SkipKind.EXTRACT_FAILED
     )
+    segv = extractor._outcome("http://docs.test/y.html", pool.schedule(_kill_self, args=(signal.SIGSEGV,)))
+    assert segv.reason == "extraction worker died (signal SIGSEGV)"
     assert isinstance(extractor.extract_many([_page("python-howto-sorting.html")])[0], Document)
+
+
+def _kill_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
 
 
 def test_page_over_the_memory_limit_is_skipped() -> None:
