@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -51,17 +52,16 @@ class BatchKeys:
     drop_repeated_chunks: int | None
 
 
-class Extractor:
-    """Extraction of a batch, in this process (the seam a pool of worker processes plugs into)."""
+class Extractor(Protocol):
+    """Extraction of a batch (:class:`ingest.extract_pool.Extractor`: worker processes with limits)."""
 
     def extract_many(self, items: Sequence[tuple[str, bytes]]) -> list[Document | Skip]:
         """Documents (or skips) for ``(url, html)`` pairs, in order."""
-        from ingest.extract import extract
-
-        return [extract(body, url) for url, body in items]
+        ...
 
     def close(self) -> None:
-        """Release worker processes (none here)."""
+        """Stop worker processes (a later batch starts them again)."""
+        ...
 
 
 def _outcome(url: str, outcome: Outcome, kind: str | None = None, detail: str | None = None) -> OutcomeRow:
@@ -80,8 +80,9 @@ class SkipRecord:
 
     @property
     def failed(self) -> bool:
-        """A passing failure (network, server, extraction) rather than a page with nothing to index."""
-        return self.kind in (SkipKind.FAILED, SkipKind.EXTRACT_FAILED)
+        """A passing failure (network, server, extraction) rather than a page with nothing to index;
+        a live page that fails keeps its previous version."""
+        return self.kind in (SkipKind.FAILED, SkipKind.EXTRACT_FAILED, SkipKind.TRUNCATED)
 
 
 @dataclass
@@ -115,6 +116,8 @@ class Extracted:
         for s in self.skips:
             summary.add_skip(s.kind, s.url, s.reason, s.failed)
             rows.append(_outcome(s.url, Outcome.FAILED if s.failed else Outcome.SKIPPED, s.kind, s.reason))
+            if s.kind == SkipKind.TRUNCATED:
+                summary.warnings.append(f"{s.url}: {s.reason}; its previous version is kept")
         return rows
 
 

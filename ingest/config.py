@@ -383,6 +383,26 @@ class SourceConfig(_Strict):
         return url
 
 
+class ExtractConfig(_Strict):
+    """Text extraction: worker processes with a time and memory limit per page (ingest.extract_pool)."""
+
+    # A 619 KB page of 30,000 inline spans takes minutes; the largest Python docs pages take ~3 s on a
+    # 2-core machine. 30 s leaves room for slow machines and stops what would run for hours.
+    timeout_s: float = Field(
+        30.0, ge=1, le=3600, description="Seconds one page's extraction may take (1-3600); slower: skipped."
+    )
+    # lxml and trafilatura on a 10 MB page stay well under 1 GiB; more means a pathological page.
+    memory_mb: int = Field(
+        1024, ge=64, le=65_536, description="Memory one page's extraction may need, in MB (64-65536)."
+    )
+    workers: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Extraction worker processes; default one per CPU; 0 = in the run's process, no limits.",
+    )
+
+
 class ChunkConfig(_Strict):
     """Token-aware chunking; ``max_tokens`` is further capped by the embedder's own limit."""
 
@@ -697,6 +717,9 @@ class CrawlConfig(_Strict):
     description: str | None = Field(None, description="What this crawl is; shown in Prefect.")
     schedule: str | None = Field(None, description="Cron (UTC) of the scheduled Prefect ingest deployment.")
     source: SourceConfig = Field(description="The site: start URLs, limits, politeness, network safety.")
+    extract: ExtractConfig = Field(
+        ExtractConfig(), description="How pages are read: worker processes, time and memory limits."
+    )
     chunk: ChunkConfig = Field(ChunkConfig(), description="How pages are cut into chunks.")
     embedder: EmbedderConfig = LocalEmbedderConfig()
     store: StoreConfig = ChromaStoreConfig()

@@ -12,6 +12,7 @@ from ingest import chunking
 from ingest.batch import BatchKeys, Extractor
 from ingest.config import CrawlConfig
 from ingest.embedders import Embedder, make_embedder
+from ingest.extract_pool import Extractor as PoolExtractor
 from ingest.ids import model_key
 from ingest.model import VersionStatus
 from ingest.state import StateDB
@@ -84,7 +85,10 @@ def make_env(
     number = version or live_version_number(cfg, db)
     store = make_store(cfg.store, cfg.name, number)
     store.check()
-    return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor or Extractor())
+    if extractor is None:
+        x = cfg.extract
+        extractor = PoolExtractor(workers=x.workers, timeout_s=x.timeout_s, memory_mb=x.memory_mb)
+    return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor)
 
 
 def ensure_store(env: RunEnv) -> None:

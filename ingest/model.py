@@ -57,6 +57,9 @@ class SkipKind(StrEnum):
     NO_MAIN_TEXT = "no_main_text"  # extraction found no prose
     EXTRACT_FAILED = "extract_failed"  # extraction raised, ran out of time or memory
     UNPARSEABLE = "unparseable"  # not HTML that lxml can read
+    # The parser stopped reading the page at one of its limits (nesting deeper than
+    # ingest.extract.MAX_DEPTH), so its text is incomplete: keep the previous version, warn.
+    TRUNCATED = "truncated"
 
     @property
     def empties_page(self) -> bool:

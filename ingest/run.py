@@ -425,6 +425,7 @@ def run_ingest(
     def finish(s: RunSummary) -> None:
         s.estimated_cost_usd = env.embedder.estimate_cost(s.tokens_embedded)
         env.db.purge_fetched(cfg.name, keep_run_id=s.run_id)
+        env.extractor.close()
 
     with recorded_run(env.db, summary, hooks, finish) as heartbeat:
         from ingest.versions import model_changed, rebuild_version
@@ -466,6 +467,7 @@ def _dry_run(cfg: CrawlConfig, path: Path, crawler: CrawlSource, hooks: Hooks, m
         finally:
             summary.seconds = round(time.monotonic() - started, 3)
             summary.estimated_cost_usd = env.embedder.estimate_cost(summary.tokens_embedded)
+            env.extractor.close()
             pages.close()
             if ledger is not None:
                 ledger.close()
