@@ -101,19 +101,30 @@ class FetchedMixin:
             conn.execute(fetched.delete().where(fetched.c.run_id == run_id))
 
     # -- link cache ------------------------------------------------------------------------------
-    def save_links(self, crawl: str, url: str, links: list[str]) -> None:
-        """Remember the out-links of a page (replacing what was there)."""
+    def save_links(
+        self, crawl: str, url: str, links: list[str], validators: tuple[str | None, str | None] = (None, None)
+    ) -> None:
+        """Remember the out-links of a page and the validators (ETag, Last-Modified) of the response
+        they came from (replacing what was there)."""
+        etag, last_modified = validators
         with self.engine.begin() as conn:
             conn.execute(page_links.delete().where(page_links.c.crawl == crawl, page_links.c.url == url))
-            conn.execute(page_links.insert().values(crawl=crawl, url=url, links=links))
+            conn.execute(
+                page_links.insert().values(
+                    crawl=crawl, url=url, links=links, etag=etag, last_modified=last_modified
+                )
+            )
 
-    def load_links(self, crawl: str) -> dict[str, list[str]]:
-        """Out-links of every page of a crawl the spider has seen."""
+    def load_links(self, crawl: str) -> dict[str, tuple[list[str], tuple[str | None, str | None]]]:
+        """Out-links of every page of a crawl the spider has seen, with the validators of the
+        response they came from."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(page_links.c.url, page_links.c.links).where(page_links.c.crawl == crawl)
+                sa.select(
+                    page_links.c.url, page_links.c.links, page_links.c.etag, page_links.c.last_modified
+                ).where(page_links.c.crawl == crawl)
             )
-            return {r.url: list(r.links) for r in rows}
+            return {r.url: (list(r.links), (r.etag, r.last_modified)) for r in rows}
 
     # -- outcomes --------------------------------------------------------------------------------
     def add_outcomes(self, run_id: str, rows: Sequence[OutcomeRow]) -> None:

@@ -83,6 +83,10 @@ page_links = sa.Table(
     sa.Column("crawl", sa.String(100), primary_key=True),
     sa.Column("url", sa.Text, primary_key=True),
     sa.Column("links", sa.JSON, nullable=False),
+    # The validators of the response the links came from: a 304 to a conditional request may reuse
+    # them only when it confirms that same version (a maintenance page's links must not stick).
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
 )
 
 outcomes = sa.Table(

@@ -523,13 +523,16 @@ class ConfigSpider(Spider):
             return
 
         if response.status == 304:
-            links = self.link_cache.get(final, self.link_cache.get(url))
+            known_etag, known_last_modified = self.validators.get(url, (None, None))
+            cached = self.link_cache.get(final, self.link_cache.get(url))
+            # The cached links must come from the version the 304 confirms (the ledger's): a page that
+            # served something else in between (a maintenance template) left other links behind.
+            links = cached[0] if cached and cached[1] == (known_etag, known_last_modified) else None
             if links is None:
-                # Without cached links the crawl would stop here: fetch the page again, unconditionally.
+                # Without its links the crawl would stop here: fetch the page again, unconditionally.
                 self.counts["refetched"] += 1
                 yield self._page_request(url, depth, conditional=False)
                 return
-            known_etag, known_last_modified = self.validators.get(url, (None, None))
             row.etag = etag or known_etag
             row.last_modified = last_modified or known_last_modified
             if self._keep(row, "not_modified"):
@@ -551,7 +554,7 @@ class ConfigSpider(Spider):
         links = self._extract_links(response)
         try:
             if not self.dry_run:
-                self.state.save_links(self.cfg.name, final, links)
+                self.state.save_links(self.cfg.name, final, links, (etag, last_modified))
         except Exception as exc:  # the link cache only speeds up later runs; this crawl goes on
             logger.warning("could not cache the links of %s: %s", final, type(exc).__name__)
 
