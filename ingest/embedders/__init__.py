@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ingest.config import EmbedderConfig
 from ingest.embedders.base import Embedder, Vectors, validate_vectors
@@ -20,5 +21,12 @@ def make_embedder(cfg: EmbedderConfig) -> Embedder:
     module, cls = EMBEDDERS[cfg.kind].split(":")
     return getattr(importlib.import_module(module), cls)(cfg)  # type: ignore[no-any-return]
 
+
+if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the registry cannot say)
+    from ingest.embedders.fake import FakeEmbedder
+    from ingest.embedders.local import LocalEmbedder
+    from ingest.embedders.openai import OpenAIEmbedder
+
+    _conforming: tuple[type[Embedder], ...] = (FakeEmbedder, LocalEmbedder, OpenAIEmbedder)
 
 __all__ = ["EMBEDDERS", "Embedder", "Vectors", "make_embedder", "validate_vectors"]

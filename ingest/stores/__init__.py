@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ingest.config import StoreConfig
 from ingest.stores.base import QueryHit, VectorRecord, VectorStore
@@ -27,5 +27,12 @@ def make_store(cfg: StoreConfig, crawl: str, version: int = 1) -> VectorStore:
         factory = getattr(factory, part)
     return cast(Callable[..., VectorStore], factory)(cfg, crawl, version)
 
+
+if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the registry cannot say)
+    from ingest.stores.chroma import ChromaStore
+    from ingest.stores.memory import MemoryStore
+    from ingest.stores.pinecone import PineconeStore
+
+    _conforming: tuple[type[VectorStore], ...] = (ChromaStore, MemoryStore, PineconeStore)
 
 __all__ = ["STORES", "QueryHit", "VectorRecord", "VectorStore", "make_store"]

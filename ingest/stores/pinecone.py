@@ -186,11 +186,11 @@ class PineconeStore:
 
         return self._call("describe index", describe)
 
-    def ensure(self, dimension: int, metric: str = "cosine") -> None:
+    def ensure(self, dimension: int, metric: str = "cosine", labels: Mapping[str, str] | None = None) -> None:
         """Create the serverless index when missing and wait until it is ready; check an existing one.
 
         Raises DimensionMismatchError when the index exists with another dimension or metric, before
-        anything is written.
+        anything is written. ``labels`` are not kept: every record's metadata names its model_key.
         """
         if metric not in METRICS:
             raise ConfigError(f"store.metric: {metric!r} is not one of {', '.join(METRICS)}")
