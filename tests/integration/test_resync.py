@@ -172,7 +172,7 @@ def test_kill_9_mid_run_then_rerun_converges(tmp_path, serve_dir, write_crawl) -
             break
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the flow process and its spider subprocess
-    proc.wait()
+    proc.communicate()  # waits, and closes its pipes
     assert proc.returncode == -signal.SIGKILL
 
     again = _webvec("run", str(crawl), "--json", env=env)
