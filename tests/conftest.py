@@ -21,7 +21,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+from hypothesis import HealthCheck, settings
+
 from bench.serve import StaticServer
+
+# Property tests check what the code does, never how fast: no deadline, and no health check on slow
+# data generation (the test machine may be busy; `make bench` measures speed).
+settings.register_profile(
+    "webvec", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+)
+settings.load_profile("webvec")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SITE = REPO / "bench" / "site"

@@ -24,7 +24,7 @@ TEXTS = [
 
 def test_key_dimension_limit_and_counts_need_no_model(local_embedder: LocalEmbedder) -> None:
     fresh = LocalEmbedder(LocalEmbedderConfig())
-    assert fresh.dimension == local_embedder.model.get_sentence_embedding_dimension() == 384
+    assert fresh.dimension == local_embedder.model.get_embedding_dimension() == 384
     assert fresh.max_input_tokens == local_embedder.model.max_seq_length == 256
     assert fresh.model_key == local_embedder.model_key
     tokenizer = local_embedder.model.tokenizer
