@@ -30,13 +30,13 @@ from ingest.batch import (
 from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded_run
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.dedup import NearDuplicateIndex
+from ingest.deletions import finish_deletions, sweep_repeated_chunks
 from ingest.env import RunEnv, ensure_store, make_env
 from ingest.errors import ConfigError, WebvecError
-from ingest.ids import doc_prefix
-from ingest.model import Outcome, PageStatus, RunStatus
+from ingest.model import RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
 from ingest.summary import RunSummary
-from ingest.sync import Removal, plan_deletions
+from ingest.sync import Removal
 
 BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, small enough to overlap
 POLL_SECONDS = 0.25
@@ -228,82 +228,6 @@ def process_batch(
 
 
 # -- the run's end -----------------------------------------------------------------------------------
-def delete_pages(env: RunEnv, removals: list[Removal], summary: RunSummary, *, write: bool = True) -> None:
-    """Delete every vector of the given pages from the store, then record their new status."""
-    if not removals:
-        return
-    rows = env.db.pages_by_url(env.cfg.name, [r.url for r in removals])
-    ids: list[str] = []
-    for removal in removals:
-        if removal.url in rows:
-            ids += env.store.list_ids(doc_prefix(rows[removal.url]["doc_id"]))
-    if write:
-        if ids:
-            env.store.delete(ids)
-        env.db.remove_pages(env.cfg.name, env.store.target, [(r.url, r.status, r.alias_of) for r in removals])
-        env.db.add_outcomes(summary.run_id, [_deleted(r) for r in removals])
-    summary.add(
-        {
-            "vectors_deleted": len(ids),
-            "pages_deleted": len(removals),
-            "pages_stale_deleted": sum(1 for r in removals if r.status == PageStatus.STALE),
-        }
-    )
-
-
-def _deleted(r: Removal) -> OutcomeRow:
-    return {"url": r.url, "outcome": str(Outcome.DELETED), "kind": str(r.status), "detail": r.reason}
-
-
-def finish_deletions(
-    env: RunEnv, state: RunState, summary: RunSummary, *, whole_site: bool, write: bool = True
-) -> None:
-    """Decide and carry out the run's deletions under the coverage guard (:mod:`ingest.sync`)."""
-    cfg = env.cfg
-    deletions = plan_deletions(
-        env.db.live_last_seen(cfg.name),
-        state.seen,
-        state.removals,
-        whole_site=whole_site,
-        complete=summary.crawl_complete,
-        now=utcnow(),
-        delete_after=cfg.sync.delete_after,
-        min_coverage=cfg.sync.min_coverage,
-    )
-    summary.coverage = round(deletions.coverage, 4)
-    if deletions.degraded:
-        summary.degrade(deletions.reason)
-        summary.pages_held_back = len(deletions.held_back)
-        if write:
-            env.db.add_outcomes(
-                summary.run_id,
-                [
-                    {
-                        "url": r.url,
-                        "outcome": str(Outcome.KEPT),
-                        "kind": str(r.status),
-                        "detail": deletions.reason,
-                    }
-                    for r in deletions.held_back
-                ],
-            )
-    delete_pages(env, deletions.delete, summary, write=write)
-
-
-def sweep_repeated_chunks(env: RunEnv, summary: RunSummary) -> None:
-    """Delete chunks whose text is now on more than ``drop_repeated_chunks`` pages (pages processed
-    before the count passed the limit kept them); the ledger keeps them, marked dropped."""
-    limit = env.cfg.dedup.drop_repeated_chunks
-    if not limit:
-        return
-    over = {h for h, docs in env.db.docs_by_text_hash(env.cfg.name).items() if len(docs) > limit}
-    ids = [c["chunk_id"] for c in env.db.all_chunks(env.cfg.name) if c["text_hash"] in over]
-    if ids:
-        env.store.delete(ids)
-        env.db.drop_chunks(env.cfg.name, env.store.target, ids)
-        summary.add({"vectors_deleted": len(ids), "chunks_dropped_repeated": len(ids)})
-
-
 def _no_pages_message(
     cfg: CrawlConfig, mode: CrawlMode, state: RunState, summary: RunSummary, log: str
 ) -> str:
@@ -381,7 +305,7 @@ def crawl_and_sync(
         return
     if not state.seen:  # no server answered with a page (refused, unreachable, robots, ...)
         raise WebvecError(_no_pages_message(env.cfg, mode, state, summary, handle.log_path))
-    finish_deletions(env, state, summary, whole_site=mode.whole_site, write=write)
+    finish_deletions(env, state.seen, state.removals, summary, whole_site=mode.whole_site, write=write)
     if write:
         sweep_repeated_chunks(env, summary)
     if summary.chunks_quarantined:
