@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow
 
 from flows.ingest import PrefectHooks
 from ingest.bookkeeping import Hooks, recorded_run
-from ingest.config import load_crawl
-from ingest.env import make_env
+from ingest.config import CrawlConfig, load_crawl
+from ingest.env import RunEnv, make_env
 from ingest.summary import RunSummary
 from ingest.versions import rebuild_version, refresh_old_vectors
 
@@ -31,6 +32,16 @@ def reembed(crawl: str, hooks: Hooks | None = None) -> RunSummary:
     def finish(s: RunSummary) -> None:
         s.estimated_cost_usd = env.embedder.estimate_cost(s.tokens_embedded)
 
+    try:
+        _reembed(cfg, env, summary, hooks, finish)
+    finally:
+        env.db.close()
+    return summary
+
+
+def _reembed(
+    cfg: CrawlConfig, env: RunEnv, summary: RunSummary, hooks: Hooks, finish: Callable[[RunSummary], None]
+) -> None:
     with recorded_run(env.db, summary, hooks, finish):
         live = env.db.live_version(cfg.name)
         if live is None:
@@ -46,7 +57,6 @@ def reembed(crawl: str, hooks: Hooks | None = None) -> RunSummary:
             summary.message = f"{n} vectors older than {cfg.reembed.max_age} re-embedded"
         else:
             summary.message = "the live version already uses the configured embedder"
-    return summary
 
 
 @flow(name="reembed")

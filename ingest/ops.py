@@ -32,6 +32,15 @@ def verify_crawl(
     added). With ``repair``: re-upsert missing and wrong-model vectors (embedding cache first) and
     delete orphans — foreign ids only with ``delete_foreign``."""
     db = open_ledger(cfg)
+    try:
+        return _verify(cfg, db, repair, delete_foreign, hooks)
+    finally:
+        db.close()
+
+
+def _verify(
+    cfg: CrawlConfig, db: StateDB, repair: bool, delete_foreign: bool, hooks: Hooks | None
+) -> dict[str, Any]:
     env = make_env(cfg, db)
     chunks = {c["chunk_id"]: c for c in db.all_chunks(cfg.name)}
     written = db.written_ids(env.store.target)

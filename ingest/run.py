@@ -351,16 +351,21 @@ def run_ingest(
         env.db.purge_fetched(cfg.name, keep_run_id=s.run_id)
         env.extractor.close()
 
-    with recorded_run(env.db, summary, hooks, finish) as heartbeat:
-        from ingest.versions import model_changed, rebuild_version
+    try:
+        with recorded_run(env.db, summary, hooks, finish) as heartbeat:
+            from ingest.versions import model_changed, rebuild_version
 
-        if model_changed(env):
-            # The embedder changed: move every stored chunk to a new version first, so this run
-            # writes into a store that holds one model's vectors only.
-            rebuild_version(env, summary, hooks)
-            env = make_env(cfg, env.db)
-            summary.target, summary.model_key = env.store.target, env.keys.model_key
-        crawl_and_sync(env, path, summary, hooks, crawler, page_store=env.db, mode=mode, heartbeat=heartbeat)
+            if model_changed(env):
+                # The embedder changed: move every stored chunk to a new version first, so this run
+                # writes into a store that holds one model's vectors only.
+                rebuild_version(env, summary, hooks)
+                env = make_env(cfg, env.db)
+                summary.target, summary.model_key = env.store.target, env.keys.model_key
+            crawl_and_sync(
+                env, path, summary, hooks, crawler, page_store=env.db, mode=mode, heartbeat=heartbeat
+            )
+    finally:
+        env.db.close()  # pooled connections of a server ledger are not left to the garbage collector
     return summary
 
 

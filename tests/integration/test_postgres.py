@@ -87,5 +87,6 @@ def test_two_runs_share_one_postgres_ledger(
             [exe, "run", str(crawls[0]), "--json"], env=env, capture_output=True, text=True
         )
         assert second.returncode == 1 and "in progress" in json.loads(second.stdout)["message"]
+        db.close()
     finally:
         del os.environ["WEBVEC_STATE_URL"]

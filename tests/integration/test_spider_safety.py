@@ -134,13 +134,25 @@ def spider(
     prelude: str = "",
     expect_rc: int = 0,
 ) -> tuple[dict[str, Any], int]:
-    """Run the spider subprocess; return its stats and its peak RSS in KiB (``ru_maxrss`` of the child).
+    """Run the spider subprocess; return its stats and its peak RSS in KiB.
 
-    ``prelude`` is Python run in the child before Scrapy is imported (to fake DNS there).
+    ``prelude`` is Python run in the child before Scrapy is imported (to fake DNS there). The peak is
+    the child's own ``VmHWM``, written at exit: ``ru_maxrss`` would also count the pages of this test
+    process that the child held between fork and exec (gigabytes, once a model is loaded).
     """
     stats_file = config.parent / f"stats-{run_id}.json"
+    hwm_file = config.parent / f"hwm-{run_id}"
     args = [*spider_command(config, run_id, stats_file)[3:], *extra]
-    code = f"{prelude}\nimport runpy, sys\nsys.argv = ['spiders.run', *{args!r}]\n"
+    code = f"""{prelude}
+import atexit, re, runpy, sys
+
+def _peak() -> None:
+    status = open("/proc/self/status").read()
+    open({str(hwm_file)!r}, "w").write(re.search(r"VmHWM:\\s+(\\d+)", status).group(1))
+
+atexit.register(_peak)
+"""
+    code += f"sys.argv = ['spiders.run', *{args!r}]\n"
     code += "runpy.run_module('spiders.run', run_name='__main__', alter_sys=True)\n"
     log = config.parent / f"spider-{run_id}.log"
     child_env = {**os.environ, "PYTHONPATH": str(REPO)} if env is None else env
@@ -159,7 +171,7 @@ def spider(
     output = log.read_text(errors="replace")
     assert proc.returncode == expect_rc, output[-4000:]
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    return stats, rusage.ru_maxrss
+    return stats, int(hwm_file.read_text()) if hwm_file.exists() else rusage.ru_maxrss
 
 
 def rows_of(config: Path, run_id: str) -> dict[str, FetchedPage]:
