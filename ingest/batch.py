@@ -448,7 +448,10 @@ def commit_batch(
             (chunk_rows_of(doc, [c])[0], reason) for c, reason in quarantined_by_doc.get(doc.doc_id, [])
         ]
     for doc, original in planned.new_aliases:
-        page_rows.append(page_row(doc, PageStatus.ALIAS, changed_at, alias_of=original))
+        validators = planned.validators.get(doc.url, (None, None))
+        page_rows.append(
+            page_row(doc, PageStatus.ALIAS, changed_at, validators=validators, alias_of=original)
+        )
     db.commit_pages(
         keys.crawl,
         target,
@@ -459,5 +462,6 @@ def commit_batch(
         written.removed_ids,
         quarantine_rows,
         run_id,
+        [d.url for d in planned.changes.changed],
     )
     db.touch_pages(keys.crawl, planned.changes.unchanged, planned.validators)

@@ -65,9 +65,10 @@ def plan(
     """Compare a batch with the ledger rows of its URLs.
 
     A page is unchanged when its content hash and the chunking it was cut with (``chunk_key``)
-    both match; a 304 answer counts as unchanged content, and if the chunking changed since, the
-    page is rebuilt from the markdown the ledger kept. Live pages that answered 404/410 (``gone``) or
-    now have nothing to index (``emptied``: url, reason) become removals.
+    both match; a 304 answer counts as unchanged content (an alias that answers 304 stays one), and
+    if the chunking changed since, the page is rebuilt from the markdown the ledger kept. Live pages
+    that answered 404/410 (``gone``) or now have nothing to index (``emptied``: url, reason) become
+    removals.
     """
     out = ChangeSet()
     for doc in documents:
@@ -80,9 +81,9 @@ def plan(
             out.changed.append(doc)
     for url in not_modified:
         row = ledger.get(url)
-        if row is None or not _is_live(row):
-            continue  # validators are only sent for live pages; nothing to keep
-        if row["chunk_key"] == chunk_key or not row["text"]:
+        if row is None or row["status"] not in (PageStatus.LIVE, PageStatus.ALIAS):
+            continue  # validators are only sent for live pages and aliases; nothing to keep
+        if row["status"] == PageStatus.ALIAS or row["chunk_key"] == chunk_key or not row["text"]:
             out.unchanged.append(url)
         else:
             out.changed.append(

@@ -26,11 +26,12 @@ class LedgerMixin:
 
     # -- pages -----------------------------------------------------------------------------------
     def page_validators(self, crawl: str) -> dict[str, tuple[str | None, str | None]]:
-        """ETag and Last-Modified of each live page, for conditional requests."""
+        """ETag and Last-Modified of each live page and alias, for conditional requests (a 304 for an
+        alias keeps it one without extracting it again)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(pages.c.url, pages.c.etag, pages.c.last_modified).where(
-                    pages.c.crawl == crawl, pages.c.status == PageStatus.LIVE
+                    pages.c.crawl == crawl, pages.c.status.in_([PageStatus.LIVE, PageStatus.ALIAS])
                 )
             )
             return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
@@ -174,12 +175,15 @@ class LedgerMixin:
         removed_ids: Sequence[str],
         quarantined: Sequence[tuple[NewChunk, str]] = (),
         run_id: str = "",
+        changed_urls: Sequence[str] = (),
     ) -> None:
         """Record new/changed pages with their chunks, and which ids are now in ``target``.
 
         ``page_rows`` replace the ledger rows of their URLs; ``chunk_rows`` (and ``quarantined``
         chunks, with their reasons) replace all chunks of the documents named in ``page_rows``.
-        One transaction: all of it or nothing.
+        Aliases of ``changed_urls`` are forgotten: their page changed, so the next crawl fetches them
+        afresh and decides again whether they are still near-duplicates. One transaction: all of it
+        or nothing.
         """
         now = utcnow()
         urls = [r["url"] for r in page_rows]
@@ -224,6 +228,8 @@ class LedgerMixin:
                     ],
                 )
             self._mark_written(conn, target, model_key, written_ids, removed_ids, now)
+            for part in chunked(list(changed_urls)):
+                conn.execute(pages.delete().where(pages.c.crawl == crawl, pages.c.alias_of.in_(part)))
 
     def remove_pages(
         self, crawl: str, target: str, removals: Sequence[tuple[str, PageStatus, str | None]]

@@ -107,6 +107,22 @@ def test_near_duplicate_pages_are_stored_once(tmp_path, serve_dir, write_crawl) 
         assert len(kept) == 1 and all(aliases[u] == kept[0] for u in group - set(kept))
     for url in aliases:
         assert store.list_ids(pages[url]["doc_id"] + "#") == []  # type: ignore[attr-defined]
+    # Unchanged: aliases answer 304 like live pages; nothing is extracted again.
+    again = ingest(crawl)
+    assert again["pages_extracted"] == 0 and again["pages_not_modified"] == again["pages_unchanged"]
+    assert {p["url"] for p in db.all_pages("neardup") if p["status"] == "alias"} == {
+        server.url + u for u in aliases
+    }
+    # The kept page changes: its aliases are fetched afresh next time and decided again.
+    kept_rivers = next(
+        u for u in ("rivers.html", "rivers-print.html", "rivers.html?page=1") if u not in aliases
+    )
+    (root / kept_rivers.split("?")[0]).write_text(
+        (root / kept_rivers.split("?")[0]).read_text().replace("sentence 4 about rivers", "a new claim")
+    )
+    ingest(crawl)
+    third = ingest(crawl)
+    assert third["pages_duplicate"] >= 1  # re-fetched (not 304) and found to be duplicates again
 
 
 def test_gone_and_unseen_pages(tiny, write_crawl) -> None:  # type: ignore[no-untyped-def]
