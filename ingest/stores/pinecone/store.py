@@ -1,43 +1,10 @@
-"""Pinecone serverless adapter, over the REST client of the ``pinecone`` SDK (10.x).
-
-Where vectors go
-    The namespace is the ``name`` the caller passes. The index is ``store.index``; when that is unset
-    it is derived from ``name`` by :func:`index_name_for` (lowercase, ``[a-z0-9-]``, at most 45
-    characters, a hash suffix when shortened), so by default one crawl gets one index. Set
-    ``store.index`` to share one index between crawls or versions; an index has one dimension and one
-    metric, so :meth:`PineconeStore.ensure` raises :class:`DimensionMismatchError` before anything is
-    written when they differ.
-
-``store.host``
-    Points the control plane elsewhere (Pinecone Local, a test server). The data-plane host still
-    comes from ``describe``; since Pinecone answers it without a scheme and the SDK then assumes
-    https, a plain-``http`` control plane makes the data plane plain http too.
-
-Limits (Pinecone operation limits, docs.pinecone.io/reference/api/database-limits)
-    Upserts are packed under both 1000 records and 2 MB of JSON per request (measured with the
-    SDK's own encoder, orjson), and run ``store.max_concurrency`` at a time. Metadata is kept under
-    40 KB per record by shortening ``text`` (and setting ``text_trimmed: true``). Deletes go 1000 ids
-    per request. All-zero vectors are refused before sending: Pinecone rejects them.
-
-Errors
-    One retry layer, :func:`ingest.vendor.call_with_retries` (the same as the OpenAI embedder's):
-    429, 408, 5xx, timeouts and dropped connections are retried with jittered exponential backoff
-    within one budget of ``store.retry_budget_s`` seconds per operation (one ``upsert`` of many
-    requests shares one), then :class:`TransientError`. A ``Retry-After`` is honoured as asked, with
-    no cap; when it asks for more than is left of the budget, the operation gives up at once with a
-    TransientError saying so. 400/401/403/404/413 become :class:`PermanentError` at once. The SDK's
-    own retries are switched off so that budgets do not multiply. Each request may take
-    ``store.timeout_s``. The API key is read from ``store.api_key_env`` and never appears in
-    messages, logs or :attr:`PineconeStore.target`; server messages are scrubbed of it.
-"""
+"""The Pinecone store itself: setup, writes, reads and retries (see :mod:`ingest.stores.pinecone` for
+where vectors go, the limits kept and the errors raised)."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import logging
-import math
 import re
 import threading
 import time
@@ -56,54 +23,32 @@ from ingest.errors import (
     WebvecError,
 )
 from ingest.stores.base import QueryHit, VectorRecord
+from ingest.stores.pinecone.sdk import disable_sdk_retries, map_error, sdk, sdk_orjson
+from ingest.stores.pinecone.wire import (
+    LIST_PAGE_SIZE,
+    MAX_DELETE_IDS,
+    MAX_DIMENSION,
+    MAX_TOP_K,
+    METRICS,
+    index_name_for,
+    pack,
+    query_filter,
+    wire_record,
+)
 from ingest.vendor import (
     Backoff,
     RetryBudget,
     api_key_from_env,
     call_with_retries,
-    env_secret,
     fan_out,
-    import_extra,
-    retry_after_from_headers,
-    scrub,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Pinecone operation limits (docs.pinecone.io/reference/api/database-limits/operation-limits).
-MAX_UPSERT_RECORDS = 1000  # records per upsert request
-MAX_REQUEST_BYTES = 2_000_000  # "2 MB" per upsert request; the decimal reading is the stricter one
-MAX_METADATA_BYTES = 40_000  # "40 KB" of metadata per record (Pinecone counts 40960); kept below
-MAX_DELETE_IDS = 1000  # ids per delete request
-MAX_ID_LENGTH = 512  # record ids are 1-512 characters
-MAX_TOP_K = 10_000  # query top_k
-MAX_DIMENSION = 20_000  # dense vectors
-LIST_PAGE_SIZE = 100  # ids per list page (Pinecone's maximum)
-MAX_INDEX_NAME = 45  # index names: lowercase letters, digits, '-'
-METRICS = ("cosine", "dotproduct", "euclidean")
-
-_INDEX_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,43}[a-z0-9])?$")
-
-
-def index_name_for(name: str) -> str:
-    """A valid Pinecone index name derived from ``name`` (used when ``store.index`` is unset).
-
-    Lowercased, characters outside ``[a-z0-9-]`` become ``-``, ends trimmed of ``-``; a name still too
-    long is cut to 36 characters plus ``-`` and 8 hex digits of its SHA-256, so distinct long names
-    stay distinct.
-    """
-    clean = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")
-    if len(clean) > MAX_INDEX_NAME:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-        clean = f"{clean[:36].rstrip('-')}-{digest}"
-    if not _INDEX_NAME_RE.match(clean):
-        raise ConfigError(f"cannot derive a Pinecone index name from {name!r}: set store.index")
-    return clean
-
 
 class PineconeStore:
-    """One namespace of one Pinecone serverless index (see the module docstring).
+    """One namespace of one Pinecone serverless index (see :mod:`ingest.stores.pinecone`).
 
     The keyword arguments exist mostly so tests can keep delays small: ``retry_budget_s`` and
     ``request_timeout_s`` override ``store.retry_budget_s`` / ``store.timeout_s``; ``max_attempts``
@@ -155,7 +100,7 @@ class PineconeStore:
 
     def check(self) -> None:
         """The SDK must be installed and ``$<store.api_key_env>`` set; no request is made."""
-        _sdk()
+        sdk()
         self._api_key()
 
     def _api_key(self) -> str:
@@ -164,7 +109,7 @@ class PineconeStore:
     def _control(self) -> Any:
         with self._lock:
             if self._pc is None:
-                pc_mod = _sdk()
+                pc_mod = sdk()
                 self._pc = pc_mod.Pinecone(
                     api_key=self._api_key(),
                     host=self.cfg.host or None,
@@ -176,7 +121,7 @@ class PineconeStore:
 
     def _describe(self) -> Any | None:
         """The index's IndexModel, or None when it does not exist."""
-        pc_mod = _sdk()
+        pc_mod = sdk()
 
         def describe() -> Any | None:
             try:
@@ -196,7 +141,7 @@ class PineconeStore:
             raise ConfigError(f"store.metric: {metric!r} is not one of {', '.join(METRICS)}")
         if not 1 <= dimension <= MAX_DIMENSION:
             raise PermanentError(f"Pinecone dense vectors have 1-{MAX_DIMENSION} dimensions, not {dimension}")
-        pc_mod = _sdk()
+        pc_mod = sdk()
         with self._lock:
             model = self._describe()
             if model is None:
@@ -228,7 +173,7 @@ class PineconeStore:
             self._open(model)
 
     def _shape(self, model: Any) -> tuple[int, str]:
-        pc_mod = _sdk()
+        pc_mod = sdk()
         dense = [f for f in model.schema.fields.values() if isinstance(f, pc_mod.DenseVectorField)]
         if len(dense) != 1:
             raise PermanentError(
@@ -260,7 +205,7 @@ class PineconeStore:
         if self.cfg.host and urlsplit(self.cfg.host).scheme == "http":
             host = "http://" + re.sub(r"^https?://", "", host)
         index = self._control().index(host=host)
-        _disable_sdk_retries(index)
+        disable_sdk_retries(index)
         self._dimension, self._metric = self._shape(model)
         self._index = index
 
@@ -297,10 +242,12 @@ class PineconeStore:
         if not records:
             return 0
         index: Any = self._data()  # required: never None
-        orjson = _orjson()
+        orjson = sdk_orjson()
         unique = list({r.id: r for r in records}.values())
-        sized = [self._wire_record(r, orjson) for r in unique]
-        batches = self._pack(sized, orjson)
+        sized = [
+            wire_record(r, orjson, dimension=self._dimension, index_name=self.index_name) for r in unique
+        ]
+        batches = pack(sized, self.namespace, orjson)
         log.debug("upserting %d records to %s in %d requests", len(unique), self.target, len(batches))
         budget = self._budget()
 
@@ -314,92 +261,6 @@ class PineconeStore:
         self._run_all(send, batches, budget)
         return len(unique)
 
-    def _wire_record(self, record: VectorRecord, orjson: Any) -> tuple[dict[str, Any], int]:
-        """The record as the SDK sends it, and its JSON size in bytes."""
-        if not record.id or len(record.id) > MAX_ID_LENGTH:
-            raise PermanentError(
-                f"record id {record.id[:80]!r}: Pinecone ids are 1-{MAX_ID_LENGTH} characters"
-            )
-        vector = np.asarray(record.vector)
-        if vector.ndim != 1:
-            raise PermanentError(f"record {record.id!r}: a 1-D vector is expected, got shape {vector.shape}")
-        if self._dimension is not None and vector.shape[0] != self._dimension:
-            raise DimensionMismatchError(
-                f"record {record.id!r} has {vector.shape[0]} dimensions, Pinecone index "
-                f"{self.index_name!r} has {self._dimension}"
-            )
-        if not np.isfinite(vector).all():
-            raise PermanentError(f"record {record.id!r}: the vector holds NaN or infinity")
-        if not vector.any():
-            raise PermanentError(
-                f"record {record.id!r}: the vector is all zeros, which Pinecone rejects "
-                "(dense vectors need a non-zero value)"
-            )
-        item: dict[str, Any] = {"id": record.id, "values": vector.tolist()}
-        metadata = self._metadata(record, orjson)
-        if metadata:
-            item["metadata"] = metadata
-        return item, len(orjson.dumps(item))
-
-    def _metadata(self, record: VectorRecord, orjson: Any) -> dict[str, Any]:
-        meta: dict[str, Any] = {}
-        for key, value in record.metadata.items():
-            if isinstance(value, np.generic):
-                value = value.item()
-            if value is None:
-                continue  # Pinecone does not store nulls
-            if not isinstance(value, str | bool | int | float):
-                raise PermanentError(
-                    f"record {record.id!r}: metadata {key!r} is a {type(value).__name__}; "
-                    "Pinecone metadata values here are str, int, float or bool"
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise PermanentError(f"record {record.id!r}: metadata {key!r} is {value}")
-            meta[key] = value
-        size = len(orjson.dumps(meta))
-        if size <= MAX_METADATA_BYTES:
-            return meta
-        text = meta.get("text")
-        trimmed = {**meta, "text": "", "text_trimmed": True}
-        budget = MAX_METADATA_BYTES - len(orjson.dumps(trimmed)) + 2  # bytes for the quoted text
-        if not isinstance(text, str) or budget <= 2:
-            raise PermanentError(
-                f"record {record.id!r}: metadata is {size} bytes, over Pinecone's 40 KB per record, "
-                "and shortening its text cannot fix that"
-            )
-        # Longest prefix whose JSON (escapes included) fits: a binary search over characters.
-        lo, hi = 0, min(len(text), budget)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if len(orjson.dumps(text[:mid])) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        trimmed["text"] = text[:lo]
-        log.info("record %s: metadata of %d bytes trimmed to fit Pinecone's 40 KB", record.id, size)
-        return trimmed
-
-    def _pack(self, sized: list[tuple[dict[str, Any], int]], orjson: Any) -> list[list[dict[str, Any]]]:
-        """Greedy packing under MAX_UPSERT_RECORDS and MAX_REQUEST_BYTES of request body."""
-        envelope = len(orjson.dumps({"vectors": [], "namespace": self.namespace}))
-        batches: list[list[dict[str, Any]]] = []
-        current: list[dict[str, Any]] = []
-        used = envelope
-        for item, size in sized:
-            if envelope + size > MAX_REQUEST_BYTES:
-                raise PermanentError(
-                    f"record {item['id']!r} alone is {size} bytes, over Pinecone's 2 MB per request"
-                )
-            extra = size + (1 if current else 0)  # the comma between records
-            if current and (len(current) >= MAX_UPSERT_RECORDS or used + extra > MAX_REQUEST_BYTES):
-                batches.append(current)
-                current, used, extra = [], envelope, size
-            current.append(item)
-            used += extra
-        if current:
-            batches.append(current)
-        return batches
-
     def _run_all(self, fn: Callable[[T], None], items: list[T], budget: RetryBudget) -> None:
         """``fn`` over ``items``, ``store.max_concurrency`` at a time; the first error stops the rest."""
         workers = self.cfg.max_concurrency
@@ -412,7 +273,7 @@ class PineconeStore:
         index = self._data(required=False)
         if index is None:
             return len(ids)
-        pc_mod = _sdk()
+        pc_mod = sdk()
         unique = list(dict.fromkeys(ids))
         batches = [unique[i : i + MAX_DELETE_IDS] for i in range(0, len(unique), MAX_DELETE_IDS)]
         budget = self._budget()
@@ -432,7 +293,7 @@ class PineconeStore:
         index = self._data(required=False)
         if index is None:
             return
-        pc_mod = _sdk()
+        pc_mod = sdk()
 
         def op() -> None:
             try:
@@ -487,7 +348,7 @@ class PineconeStore:
         values = np.asarray(vector, dtype=np.float64).ravel()
         if not values.any():
             raise PermanentError("the query vector is all zeros, which Pinecone rejects")
-        pinecone_filter = _filter(filter)
+        pinecone_filter = query_filter(filter)
         result = self._call(
             "query",
             lambda: index.query(
@@ -526,89 +387,13 @@ class PineconeStore:
             except WebvecError:
                 raise
             except Exception as exc:
-                raise self._map_error(what, exc) from exc
+                raise map_error(
+                    f"Pinecone {what} ({self.index_name}/{self.namespace})", exc, self.cfg.api_key_env
+                ) from exc
 
         return call_with_retries(
             attempt, budget or self._budget(), backoff=self._backoff, max_attempts=self._max_attempts
         )
-
-    def _map_error(self, what: str, exc: Exception) -> WebvecError:
-        """One WebvecError for an SDK (or transport) exception; the message never holds the key."""
-        pc_mod = _sdk()
-        where = f"Pinecone {what} ({self.index_name}/{self.namespace})"
-        status = getattr(exc, "status_code", None)
-        text = str(getattr(exc, "message", None) or exc)
-        message = self._scrub(text.splitlines()[0] if text else "")
-        if isinstance(exc, pc_mod.PineconeTimeoutError | pc_mod.PineconeConnectionError):
-            return TransientError(f"{where}: {type(exc).__name__}: {message}")
-        if isinstance(status, int):
-            # The SDK parses only a Retry-After in seconds; the shared parser also reads HTTP dates.
-            headers = getattr(exc, "headers", None)
-            retry_after = retry_after_from_headers(headers if isinstance(headers, Mapping) else None)
-            if retry_after is None:
-                retry_after = getattr(exc, "retry_after", None)
-            if status == 429:
-                return TransientError(f"{where}: rate limited (429): {message}", retry_after=retry_after)
-            if status == 408 or status >= 500:
-                return TransientError(f"{where}: server error {status}: {message}", retry_after=retry_after)
-            if status == 401:
-                return PermanentError(
-                    f"{where}: 401 unauthorized: the API key in ${self.cfg.api_key_env} was rejected"
-                )
-            if status == 403:
-                return PermanentError(
-                    f"{where}: 403 forbidden (quota, deletion protection or key scope): {message}"
-                )
-            if status == 404:
-                return PermanentError(f"{where}: 404 not found: {message}")
-            return PermanentError(f"{where}: {status}: {message}")
-        if isinstance(exc, pc_mod.PineconeError):
-            return PermanentError(f"{where}: {type(exc).__name__}: {message}")
-        return PermanentError(f"{where}: unexpected {type(exc).__name__}: {message}")
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, env_secret(self.cfg.api_key_env))
-
-
-def _filter(flt: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``{"a": 1, "b": "x"}`` → ``{"$and": [{"a": {"$eq": 1}}, {"b": {"$eq": "x"}}]}``."""
-    if not flt:
-        return None
-    clauses = [
-        {key: dict(value) if isinstance(value, Mapping) else {"$eq": value}} for key, value in flt.items()
-    ]
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _sdk() -> Any:
-    return import_extra("pinecone", "pinecone")
-
-
-def _orjson() -> Any:
-    # The SDK encodes request bodies with orjson (a dependency of pinecone 10); measuring with the
-    # same encoder makes the 2 MB packing exact.
-    return import_extra("orjson", "pinecone")
-
-
-def _disable_sdk_retries(index: Any) -> None:
-    """Give the REST Index an HTTP client that does not retry.
-
-    The SDK's REST Index takes no retry policy (10.x): its transport retries 429/5xx on its own, up to
-    3 times with jitter up to 60 s, under a process-wide budget. Stacked under our retries that would
-    multiply attempts and make the budget meaningless, so the client is rebuilt with max_retries=0 using
-    the SDK's own HTTPClient and config. Private names: if they move, the SDK's retries simply stay.
-    """
-    try:
-        from pinecone import RetryConfig
-        from pinecone._internal.constants import DATA_PLANE_API_VERSION
-        from pinecone._internal.http_client import HTTPClient
-
-        config = dataclasses.replace(index._config, retry_config=RetryConfig(max_retries=0))
-        old = index._http
-        index._http = HTTPClient(config, DATA_PLANE_API_VERSION)
-        old.close()
-    except (ImportError, AttributeError, TypeError) as exc:
-        log.debug("could not switch off the Pinecone SDK's own retries: %s", type(exc).__name__)
 
 
 def for_crawl(cfg: PineconeStoreConfig, crawl: str, version: int = 1) -> PineconeStore:

@@ -1,68 +1,27 @@
-"""OpenAI embeddings, or any server speaking OpenAI's ``/v1/embeddings`` (``embedder.base_url``).
-
-Requests
-    ``embed(texts)`` packs consecutive texts into requests of at most ``max_batch_inputs`` inputs
-    (OpenAI: 2048) and ``max_request_tokens`` tokens (OpenAI: 300k; further capped by
-    ``tokens_per_minute``), counted with tiktoken ``encode_ordinary``. Up to ``max_concurrency``
-    requests are in flight at once (:func:`ingest.vendor.fan_out`: threads sharing the SDK's sync
-    client, so ``embed`` stays a plain call that also works inside a running event loop). A
-    client-side :class:`~ingest.vendor.RateLimiter` shared by every call of one embedder keeps to
-    ``requests_per_minute`` and ``tokens_per_minute``. Vectors travel as base64 float32
-    (``encoding_format="base64"``, a quarter of the bytes of JSON floats) and are decoded here; a
-    compatible server that answers float lists anyway is accepted too. ``progress`` (optional) is
-    called with the number of texts each request finished.
-
-Retries
-    The SDK's own retries are off (``max_retries=0``): there is one retry loop,
-    :func:`ingest.vendor.call_with_retries`, with its one Retry-After rule (wait at least what the
-    server asks; give up at once when that is more than is left of the budget). Transient failures
-    (429 rate limit, 408/409, 5xx, timeouts, dropped connections) are retried with exponential backoff
-    and jitter; a 429 also halves the limiter's rates (when limits are configured) and pauses every
-    request of this embedder for the asked delay. All retries of one ``embed`` call share one budget
-    of ``embedder.retry_budget_s`` seconds, then the call raises :class:`TransientError`.
-    **Callers (the Prefect flow) must not add retries of their own on top** — that would multiply the
-    waits and the requests; re-running the flow later is the retry of last resort.
-
-    Permanent failures stop at once with one line: 401 (bad key, naming the environment variable),
-    403, 404 (unknown model), 429 ``insufficient_quota`` (billing), and a 400/422 about a request
-    parameter (``model``, ``dimensions``, ``encoding_format``, ``user``).
-
-Rejected inputs
-    Any other 400/422 is taken to be about the inputs. The request's inputs are then bisected: each
-    half is sent again, and so on, until every failing input is alone; an input refused on its own is
-    rejected, all the others are embedded (about ``2·k·log2(n)`` extra requests for ``k`` bad inputs
-    in a request of ``n``). A vector that comes back non-finite or all zeros rejects its input too
-    (:func:`~ingest.embedders.base.validate_vectors`). ``embed`` then raises
-    :class:`InputRejectedError` carrying the vectors of all the other inputs and, per rejected input,
-    why. If the server refuses every input of a call of two or more, that is the request, not the
-    inputs: a plain :class:`PermanentError`. Empty and over-long inputs are the caller's mistake
-    (the chunker never makes them) and raise PermanentError before anything is sent.
-
-Answers
-    Exactly one vector per input, placed by ``index`` (the order of ``data`` is not trusted), of the
-    expected dimension; anything else raises :class:`PermanentError` and nothing partial is returned.
-
-Secrets
-    The key is read from ``$<api_key_env>`` when the client is made, handed to the SDK and nowhere
-    else: not to messages, ``repr``, logs or ``model_key``. Server messages are scrubbed of it.
-"""
+"""The OpenAI embedder itself: configuration, packing texts into requests, concurrent requests with
+retries, and the bisection of refused inputs (see :mod:`ingest.embedders.openai` for the whole story)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from ingest.config import OpenAIEmbedderConfig
-from ingest.embedders.base import Progress, Vectors, rejection_message, validate_vectors
-from ingest.errors import ConfigError, InputRejectedError, PermanentError, TransientError, WebvecError
+from ingest.embedders.base import Progress, Vectors, rejection_message
+from ingest.embedders.openai.api import (
+    OPENAI_BASE_URL,
+    InputRefused,
+    decode,
+    import_openai,
+    map_error,
+    safe_url,
+)
+from ingest.errors import ConfigError, InputRejectedError, PermanentError, TransientError
 from ingest.ids import model_key
 from ingest.pricing import OPENAI_MAX_INPUT_TOKENS, estimate_cost, model_info
 from ingest.tokens import get_encoding
@@ -74,9 +33,6 @@ from ingest.vendor import (
     call_with_retries,
     env_secret,
     fan_out,
-    import_extra,
-    retry_after_from_headers,
-    scrub,
 )
 
 if TYPE_CHECKING:
@@ -84,24 +40,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 # The SDK refuses to start without a key; servers without auth ignore this one.
 _PLACEHOLDER_KEY = "no-key"
 # Rate limits are per minute, but OpenAI may enforce them over shorter periods ("60,000 requests/minute
 # may be enforced as 1,000 requests/second", platform.openai.com/docs/guides/rate-limits): the limiter
 # allows bursts of one second's worth.
 OPENAI_RATE_LIMIT_BURST_S = 1.0
-# Request parameters a 400/422 may name that are about the request, not its inputs (API reference,
-# embeddings/create); a 400 naming any other parameter, or none, is taken to be about the inputs.
-_REQUEST_PARAMS = frozenset({"model", "dimensions", "encoding_format", "user"})
-
-
-class _InputRefused(PermanentError):
-    """A 400/422 about the inputs of one request: bisected by the embedder, never seen by callers."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -127,23 +71,9 @@ class _Reporter:
                 self._progress(n)
 
 
-def _safe_url(url: str | None) -> str | None:
-    """``url`` without userinfo, query or fragment (they may carry credentials), normalised."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    safe = f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
-    return None if safe == OPENAI_BASE_URL else safe
-
-
-def _import_openai() -> Any:
-    return import_extra("openai", "openai")
-
-
 class OpenAIEmbedder:
-    """The Embedder for ``kind: openai`` (see the module docstring for requests, retries and answers).
+    """The Embedder for ``kind: openai`` (see :mod:`ingest.embedders.openai` for requests, retries and
+    answers).
 
     ``tokens_used`` (tokens billed, from the server's usage), ``requests_made`` (HTTP requests sent,
     retries and bisection included) and ``retries`` accumulate over the embedder's life, for the run
@@ -153,7 +83,7 @@ class OpenAIEmbedder:
     def __init__(self, cfg: OpenAIEmbedderConfig) -> None:
         self.cfg = cfg
         self._info = model_info(cfg.model)
-        self._base_url = _safe_url(cfg.base_url)
+        self._base_url = safe_url(cfg.base_url)
         self._dimension = self._resolve_dimension()
         limit = self._info.max_input_tokens if self._info else OPENAI_MAX_INPUT_TOKENS
         if cfg.max_input_tokens is None:
@@ -227,7 +157,7 @@ class OpenAIEmbedder:
     def _get_client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                openai = _import_openai()
+                openai = import_openai()
                 self._client = openai.OpenAI(
                     api_key=self._api_key(),
                     base_url=self.cfg.base_url or OPENAI_BASE_URL,  # never $OPENAI_BASE_URL behind our back
@@ -265,7 +195,7 @@ class OpenAIEmbedder:
 
     def check(self) -> None:
         """Fail fast: the ``openai`` package, the API key (unless ``base_url`` is set), the tokenizer."""
-        _import_openai()
+        import_openai()
         self._api_key()
         _ = self._encoding
 
@@ -366,7 +296,7 @@ class OpenAIEmbedder:
             part = _Part(self._run_batch(client, batch, sum(counts), budget))
         except InputRejectedError as err:  # unusable vectors in the answer: those inputs, no others
             part = _Part(err.vectors, dict(err.rejected))
-        except _InputRefused as err:
+        except InputRefused as err:
             if len(batch) == 1:
                 log.warning("OpenAI embeddings: an input was rejected: %s", err.reason)
                 part = _Part(np.full((1, self._dimension), np.nan, dtype=np.float32), {0: err.reason}, 1)
@@ -394,7 +324,7 @@ class OpenAIEmbedder:
         return call_with_retries(attempt, budget, backoff=self._backoff, on_retry=self._count_retry)
 
     def _request(self, client: Any, batch: list[str], tokens: int) -> Vectors:
-        openai = _import_openai()
+        openai = import_openai()
         params: dict[str, Any] = {"input": batch, "model": self.cfg.model, "encoding_format": "base64"}
         if self.cfg.dimensions is not None:
             params["dimensions"] = self.cfg.dimensions
@@ -403,7 +333,7 @@ class OpenAIEmbedder:
         try:
             response = client.embeddings.create(**params)
         except openai.OpenAIError as exc:
-            error = self._map_error(exc, openai)
+            error = map_error(exc, openai, self.cfg, self._where)
             if isinstance(error, TransientError):
                 if getattr(exc, "status_code", None) == 429:
                     self.limiter.slow_down()
@@ -414,96 +344,6 @@ class OpenAIEmbedder:
         billed = getattr(usage, "prompt_tokens", None)
         with self._stats_lock:  # billed even if the answer turns out malformed
             self.tokens_used += billed if isinstance(billed, int) and billed >= 0 else tokens
-        vectors = self._decode(response, len(batch))
+        vectors = decode(response, len(batch), self._dimension)
         self.limiter.recover()
         return vectors
-
-    def _decode(self, response: Any, n: int) -> Vectors:
-        data = getattr(response, "data", None)
-        if not isinstance(data, list) or len(data) != n:
-            got = len(data) if isinstance(data, list) else 0
-            raise PermanentError(f"OpenAI embeddings: the server returned {got} vectors for {n} inputs")
-        out = np.empty((n, self._dimension), dtype=np.float32)
-        seen = np.zeros(n, dtype=bool)
-        for item in data:
-            index = getattr(item, "index", None)
-            if not isinstance(index, int) or not 0 <= index < n or seen[index]:
-                raise PermanentError(
-                    f"OpenAI embeddings: the server returned a missing, repeated or out-of-range index "
-                    f"({index!r}) for {n} inputs"
-                )
-            raw = getattr(item, "embedding", None)
-            try:
-                if isinstance(raw, str):
-                    vec = np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4")
-                else:
-                    vec = np.asarray(raw, dtype=np.float32)
-            except (binascii.Error, ValueError, TypeError):
-                raise PermanentError("OpenAI embeddings: the server returned an undecodable vector") from None
-            if vec.ndim != 1 or vec.shape[0] != self._dimension:
-                size = vec.shape[0] if vec.ndim == 1 else vec.shape
-                raise PermanentError(
-                    f"OpenAI embeddings: the server returned vectors of dimension {size}, expected "
-                    f"{self._dimension} (check embedder.dimensions / embedder.output_dimension)"
-                )
-            out[index] = vec
-            seen[index] = True
-        return validate_vectors(out, n, self._dimension)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, env_secret(self.cfg.api_key_env))
-
-    def _map_error(self, exc: Exception, openai: Any) -> WebvecError:
-        """The one place vendor exceptions become webvec's: TransientError or PermanentError."""
-        where = self._where
-        if isinstance(exc, openai.APITimeoutError):
-            return TransientError(f"OpenAI embeddings: no answer from {where} within {self.cfg.timeout_s:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return TransientError(f"OpenAI embeddings: connection to {where} failed or was dropped")
-        if not isinstance(exc, openai.APIStatusError):
-            return PermanentError(f"OpenAI embeddings: unexpected answer from {where}: {type(exc).__name__}")
-        status = exc.status_code
-        body = exc.body if isinstance(exc.body, dict) else {}
-        message = self._scrub(str(body.get("message") or exc.message))
-        code = exc.code or body.get("type")
-        retry_after = retry_after_from_headers(exc.response.headers)
-        if status == 401:
-            return PermanentError(
-                f"OpenAI embeddings: {where} rejected the API key in ${self.cfg.api_key_env} (401); "
-                "set a valid key in that environment variable"
-            )
-        if status == 429 and (exc.code == "insufficient_quota" or body.get("type") == "insufficient_quota"):
-            return PermanentError(
-                "OpenAI embeddings: quota exceeded (429 insufficient_quota); check the plan and billing "
-                "details of the account, retrying will not help"
-            )
-        if status == 429:
-            return TransientError(
-                f"OpenAI embeddings: rate limited (429): {message}", retry_after=retry_after
-            )
-        if status in (408, 409) or status >= 500:
-            return TransientError(
-                f"OpenAI embeddings: server error {status}: {message}", retry_after=retry_after
-            )
-        if status == 404:
-            return PermanentError(
-                f"OpenAI embeddings: model {self.cfg.model!r} not found at {where} (404: {message}); "
-                "check embedder.model and embedder.base_url"
-            )
-        suffix = f" {code}" if code else ""
-        refusal = f"{where} refused the request ({status}{suffix}): {message}"
-        param = getattr(exc, "param", None) or body.get("param")
-        if status in (400, 422) and param not in _REQUEST_PARAMS:
-            return _InputRefused(
-                f"OpenAI embeddings: {refusal}", reason=f"refused by the server ({status}{suffix}): {message}"
-            )
-        return PermanentError(f"OpenAI embeddings: {refusal}")
-
-
-__all__ = [
-    "OPENAI_BASE_URL",
-    "OPENAI_RATE_LIMIT_BURST_S",
-    "OpenAIEmbedder",
-    "RateLimiter",
-    "retry_after_from_headers",
-]

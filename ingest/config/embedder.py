@@ -1,0 +1,125 @@
+"""``embedder:`` of a crawl definition: one model per kind (local, openai, fake), told apart by ``kind``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from ingest.config._base import _check_env_name, _check_http_url, _Strict
+
+# The largest input of current embedding models is 32k tokens (e.g. Qwen3-Embedding); more is a typo.
+_MAX_INPUT_TOKENS = 32_768
+# Pinecone's largest index dimension; no embedding model we know comes close (the largest are 4096).
+_MAX_DIMENSION = 20_000
+
+
+class LocalEmbedderConfig(_Strict):
+    """sentence-transformers on this machine; the packaged all-MiniLM-L6-v2 by default."""
+
+    kind: Literal["local"] = Field("local", description="local: sentence-transformers on this machine.")
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model: the packaged all-MiniLM-L6-v2 (offline) or a local folder.",
+    )
+    device: str | None = Field(
+        None, description="cpu, cuda, cuda:1, ...; default: CUDA when available, else the CPU."
+    )
+    # 4096 texts per forward pass already needs gigabytes of activations on a GPU.
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass (1-4096).")
+    normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity = dot product).")
+    max_input_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=_MAX_INPUT_TOKENS,
+        description="Input limit of the model in tokens; default: the model's own max_seq_length.",
+    )
+
+
+class OpenAIEmbedderConfig(_Strict):
+    """OpenAI, or any server speaking its /v1/embeddings API when ``base_url`` is set."""
+
+    kind: Literal["openai"] = Field(description="openai: OpenAI or an OpenAI-compatible server (base_url).")
+    model: str = Field("text-embedding-3-small", description="Embedding model name.")
+    dimensions: int | None = Field(
+        None,
+        ge=1,
+        le=_MAX_DIMENSION,
+        description="Sent as `dimensions`: shortened vectors (text-embedding-3-* only).",
+    )
+    output_dimension: int | None = Field(
+        None,
+        ge=1,
+        le=_MAX_DIMENSION,
+        description="Vector size of a model OpenAI does not list (OpenAI-compatible servers).",
+    )
+    base_url: str | None = Field(
+        None, description="An OpenAI-compatible server, e.g. http://localhost:11434/v1 (Ollama)."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    max_input_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=_MAX_INPUT_TOKENS,
+        description="Input limit in tokens; default 8191 for OpenAI's models.",
+    )
+    tokenizer: str = Field("cl100k_base", description="tiktoken encoding used to count tokens.")
+    max_batch_inputs: int = Field(
+        2048, ge=1, le=2048, description="Inputs per request, at most (OpenAI's limit: 2048)."
+    )
+    max_request_tokens: int = Field(
+        300_000, ge=1, le=300_000, description="Tokens per request, at most (OpenAI's limit: 300,000)."
+    )
+    # Upper bounds far above any account's limits (OpenAI's top tier allows about 10k requests and 10M
+    # tokens a minute for embeddings): a value beyond them is a typo that switches the limiter off.
+    requests_per_minute: int | None = Field(
+        3000,
+        ge=1,
+        le=1_000_000,
+        description="Client-side request rate limit; keep it at or under your account's.",
+    )
+    tokens_per_minute: int | None = Field(
+        1_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Client-side token rate limit; keep it at or under your account's.",
+    )
+    max_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight, at most (1-64).")
+    # 0.1 s is enough for a server on this machine (tests use 0.3 s); 600 s is the OpenAI SDK's default.
+    timeout_s: float = Field(60.0, ge=0.1, le=600, description="Seconds one request may take (0.1-600).")
+    # At most an hour: past that the provider is down, and the next scheduled run picks up the rest.
+    retry_budget_s: float = Field(
+        300.0, ge=0.1, le=3600, description="Seconds all retries of one batch may take together (0.1-3600)."
+    )
+
+    _env = field_validator("api_key_env")(_check_env_name)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_http_url(url)
+
+
+class FakeEmbedderConfig(_Strict):
+    """Deterministic hashed bag-of-words vectors, no model: for tests and dry runs (not for search)."""
+
+    kind: Literal["fake"] = Field(description="fake: hashed bag-of-words vectors, for tests (no model).")
+    # 20,000: Pinecone's largest dense vector.
+    dimension: int = Field(1024, ge=2, le=20_000, description="Vector size (2-20000).")
+    max_input_tokens: int = Field(256, ge=8, le=32_768, description="Longest input, in words (8-32768).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per internal batch (1-4096).")
+    fail_on: str | None = Field(
+        None,
+        max_length=200,
+        description="Texts containing this marker are rejected as invalid input (for fault tests).",
+    )
+
+
+EmbedderConfig = Annotated[
+    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig,
+    Field(
+        discriminator="kind", description="How texts become vectors: kind local (default), openai or fake."
+    ),
+]

@@ -1,0 +1,106 @@
+"""``store:`` of a crawl definition: one model per kind (chroma, pinecone, memory), told apart by ``kind``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from ingest.config._base import _check_env_name, _check_http_url, _Strict, under_home
+
+# Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
+_CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+
+
+class ChromaStoreConfig(_Strict):
+    """Chroma: embedded persistent client by default, HTTP client when ``host`` is set."""
+
+    kind: Literal["chroma"] = Field("chroma", description="chroma: embedded, or a `chroma run` server.")
+    collection: str | None = Field(None, description="Collection name; default: the crawl's name.")
+    path: str | None = Field(
+        None,
+        description="Folder of the embedded database; default $WEBVEC_HOME/chroma. A relative path is "
+        "taken from $WEBVEC_HOME.",
+    )
+    host: str | None = Field(None, description="Host of a `chroma run` server; unset: embedded Chroma.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    ssl: bool = Field(False, description="Use HTTPS to reach the Chroma server.")
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, name: str | None) -> str | None:
+        if name is not None and (not _CHROMA_RE.match(name) or ".." in name):
+            raise ValueError(
+                f"invalid Chroma collection name {name!r}: 3-512 characters of letters, digits, '.', "
+                "'_' or '-', starting and ending with a letter or digit"
+            )
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str | None) -> str | None:
+        # Resolved here so the spider, the flows and `webvec status` all name the same folder.
+        return None if path is None else str(under_home(path))
+
+
+class PineconeStoreConfig(_Strict):
+    """Pinecone serverless; ``host`` points the SDK at another server (e.g. Pinecone Local)."""
+
+    kind: Literal["pinecone"] = Field(description="pinecone: a Pinecone serverless index.")
+    index: str | None = Field(None, description="Index name; default: derived from the crawl's name.")
+    namespace: str | None = Field(None, description="Namespace in the index; default: the crawl's name.")
+    cloud: str = Field("aws", description="Cloud of a new serverless index.")
+    region: str = Field("us-east-1", description="Region of a new serverless index.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        "cosine", description="Similarity metric of a new index."
+    )
+    host: str | None = Field(
+        None,
+        description="Another server speaking Pinecone's API, e.g. http://localhost:5080 (Pinecone Local).",
+    )
+    api_key_env: str = Field(
+        "PINECONE_API_KEY",
+        description="Name of the environment variable holding the API key (never the key).",
+    )
+    max_concurrency: int = Field(4, ge=1, le=64, description="Upserts in flight, at most (1-64).")
+    # Same bounds as the OpenAI embedder's: a request hung for 10 minutes, or retries for an hour, are
+    # outages to report, not to wait out.
+    timeout_s: float = Field(
+        30.0, ge=0.1, le=600, description="Seconds one request may take before it is retried (0.1-600)."
+    )
+    retry_budget_s: float = Field(
+        120.0,
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
+    )
+
+    _env = field_validator("api_key_env")(_check_env_name)
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, name: str | None) -> str | None:
+        if name is not None and not re.match(r"^[a-z0-9](?:[a-z0-9-]{0,43}[a-z0-9])?$", name):
+            raise ValueError(f"invalid Pinecone index name {name!r}: lowercase letters, digits, '-', ≤45")
+        return name
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, url: str | None) -> str | None:
+        return None if url is None else _check_http_url(url)
+
+
+class MemoryStoreConfig(_Strict):
+    """Vectors in this process's memory, gone when it exits: for tests (see ingest.stores.memory)."""
+
+    kind: Literal["memory"] = Field(description="memory: vectors in this process only, for tests.")
+    collection: str | None = Field(None, description="Collection name; default: the crawl's name.")
+
+
+StoreConfig = Annotated[
+    ChromaStoreConfig | PineconeStoreConfig | MemoryStoreConfig,
+    Field(
+        discriminator="kind", description="Where the vectors go: kind chroma (default), pinecone or memory."
+    ),
+]
