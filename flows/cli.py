@@ -216,31 +216,7 @@ def run(
     cfg = _load(crawl)  # bad input: one line, exit 2, before anything is written
     _preflight(crawl, cfg)
     _quiet(verbose)
-    from ingest.run import Hooks, RunFailed
-
-    bars, listener = _progress(disabled=as_json or not err.is_terminal)
-    code = 0
-    try:
-        with bars:
-            if _use_prefect():
-                from flows import progress
-                from flows.ingest import ingest_flow
-
-                with progress.subscribed(listener):
-                    summary = ingest_flow(crawl, urls=url or None)
-            else:
-                from ingest.run import run_ingest
-                from spiders.process import SpiderCrawler
-
-                summary = run_ingest(
-                    crawl, SpiderCrawler(), urls=url or None, hooks=Hooks(listener)
-                ).to_dict()
-    except RunFailed as exc:
-        summary, code = exc.summary.to_dict(), 1
-    except WebvecError as exc:
-        raise _fail(str(exc), _code(exc)) from None
-    _print_summary(summary, as_json, code)
-    raise typer.Exit(code)
+    _ingest(crawl, as_json, urls=url or None, dry_run=False)
 
 
 @app.command()
@@ -253,14 +229,32 @@ def plan(
     cfg = _load(crawl)
     _preflight(crawl, cfg)
     _quiet()
-    from ingest.run import Hooks, RunFailed, run_ingest
-    from spiders.process import SpiderCrawler
+    _ingest(crawl, as_json, urls=None, dry_run=True)
+
+
+def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool) -> None:
+    """``run`` and ``plan``: the run in this process (or, for a run with PREFECT_API_URL set, the
+    Prefect flow), progress bars, then the summary; exits 1 when it failed."""
+    from ingest.bookkeeping import Hooks, RunFailed
 
     bars, listener = _progress(disabled=as_json or not err.is_terminal)
     code = 0
     try:
         with bars:
-            summary = run_ingest(crawl, SpiderCrawler(), hooks=Hooks(listener), dry_run=True).to_dict()
+            if _use_prefect() and not dry_run:
+                from flows import progress
+                from flows.ingest import ingest_flow
+
+                with progress.subscribed(listener):
+                    summary = ingest_flow(crawl, urls=urls)
+            else:
+                from ingest.run import run_ingest
+                from spiders.process import SpiderCrawler
+
+                hooks = Hooks(listener)
+                summary = run_ingest(
+                    crawl, SpiderCrawler(), urls=urls, hooks=hooks, dry_run=dry_run
+                ).to_dict()
     except RunFailed as exc:
         summary, code = exc.summary.to_dict(), 1
     except WebvecError as exc:
@@ -398,7 +392,7 @@ def reembed(
     """Build a new version with the configured embedder from stored chunks (no crawl), then switch."""
     _load(crawl)
     _quiet(verbose)
-    from ingest.run import RunFailed
+    from ingest.bookkeeping import RunFailed
 
     code = 0
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,24 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import REPO, SAMPLE_SITE
+
+
+def run_spider(config: Path, run_id: str, *extra: str, timeout: float = 120) -> dict[str, Any]:
+    """Run the spider subprocess as the run does (it must exit 0); its stats file."""
+    from spiders.run import spider_command
+
+    stats_file = config.parent / f"stats-{run_id}.json"
+    proc = subprocess.run(
+        [*spider_command(config, run_id, stats_file), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stats: dict[str, Any] = json.loads(stats_file.read_text())
+    return stats
 
 
 def ingest(crawl: Path, **kwargs: Any) -> dict[str, Any]:

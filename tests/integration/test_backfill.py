@@ -9,7 +9,6 @@ announces 60 MB, and count every request it got.
 from __future__ import annotations
 
 import gzip
-import json
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from ingest.state import StateDB
 from spiders.process import SpiderCrawler
 from spiders.settings import WEBVEC_SITEMAP_MAXSIZE
 from tests.conftest import REPO
+from tests.integration.conftest import run_spider
 
 pytestmark = pytest.mark.slow
 
@@ -172,22 +172,6 @@ def crawl_yaml(folder: Path, start_url: str, name: str = CRAWL, **source: Any) -
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
-
-
-def run_spider(config: Path, run_id: str, *extra: str) -> dict[str, Any]:
-    """Run the spider subprocess (it must exit 0); its stats file."""
-    stats_file = config.parent / f"stats-{run_id}.json"
-    command = [sys.executable, "-m", "spiders.run", "--crawl", str(config), "--run-id", run_id]
-    proc = subprocess.run(
-        [*command, "--stats-file", str(stats_file), *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    stats: dict[str, Any] = json.loads(stats_file.read_text())
-    return stats
 
 
 def stored(config: Path, run_id: str) -> list[str]:

@@ -7,7 +7,6 @@ crawl YAML; the tests read them back with ``StateDB.fetched_after``.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from ingest.state.schema import page_links
 from spiders.middlewares import RequestRefused, SafetyMiddleware
 from spiders.spiders.config_spider import ConfigSpider
 from tests.conftest import REPO
+from tests.integration.conftest import run_spider
 
 pytestmark = pytest.mark.server  # the spider subprocess against sites on 127.0.0.1
 
@@ -63,21 +63,6 @@ def crawl_yaml(folder: Path, base_url: str, **source: Any) -> Path:
     path = folder / "crawl.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
-
-
-def run_spider(config: Path, run_id: str, *extra: str) -> dict[str, Any]:
-    """Run the spider subprocess; return its stats file (the run must exit 0)."""
-    stats_file = config.parent / f"stats-{run_id}.json"
-    command = [sys.executable, "-m", "spiders.run", "--crawl", str(config), "--run-id", run_id]
-    proc = subprocess.run(
-        [*command, "--stats-file", str(stats_file), *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(stats_file.read_text())
 
 
 def fetched(config: Path, run_id: str) -> dict[str, FetchedPage]:
