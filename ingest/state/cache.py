@@ -1,14 +1,51 @@
-"""The embedding cache: (model_key, text_hash) → float32 vector, so a text is embedded once per model."""
+"""The embedding cache: (model_key, text_hash) → float32 vector, so a text is embedded once per model.
+
+Runs of different crawls that share a ledger may cache the same text at the same time, so writes
+are "insert, or leave the row that is there" (``replace``: "insert, or overwrite") in one statement,
+never a read followed by an insert.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from ingest.state.schema import chunked, embeddings, utcnow
+
+
+def _upsert(conn: sa.Connection, rows: list[dict[str, Any]], replace: bool) -> None:
+    """Insert rows, keeping (or with ``replace``, overwriting) rows whose key exists, atomically."""
+    dialect = conn.dialect.name
+    if dialect not in ("postgresql", "sqlite"):  # another database: row by row, losing races politely
+        for row in rows:
+            key = (embeddings.c.model_key == row["model_key"]) & (embeddings.c.text_hash == row["text_hash"])
+            if replace:
+                conn.execute(embeddings.delete().where(key))
+            try:
+                with conn.begin_nested():
+                    conn.execute(embeddings.insert().values(**row))
+            except sa.exc.IntegrityError:
+                pass
+        return
+    insert = postgresql.insert(embeddings) if dialect == "postgresql" else sqlite.insert(embeddings)
+    keys = [embeddings.c.model_key, embeddings.c.text_hash]
+    if replace:
+        stmt = insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                "dim": insert.excluded.dim,
+                "vector": insert.excluded.vector,
+                "created_at": insert.excluded.created_at,
+            },
+        )
+    else:
+        stmt = insert.on_conflict_do_nothing(index_elements=keys)
+    conn.execute(stmt, rows)
 
 
 class CacheMixin:
@@ -34,38 +71,17 @@ class CacheMixin:
         """Add vectors to the embedding cache (existing entries are kept unless ``replace``)."""
         if not vectors:
             return
-        keys = list(vectors)
+        now = utcnow()
+        rows = [
+            {
+                "model_key": model_key,
+                "text_hash": h,
+                "dim": int(v.shape[0]),
+                "vector": np.asarray(v, dtype=np.float32).tobytes(),
+                "created_at": now,
+            }
+            for h, v in vectors.items()
+        ]
         with self.engine.begin() as conn:
-            if replace:
-                for part in chunked(keys):
-                    conn.execute(
-                        embeddings.delete().where(
-                            embeddings.c.model_key == model_key, embeddings.c.text_hash.in_(part)
-                        )
-                    )
-                have: set[str] = set()
-            else:
-                have = set()
-                for part in chunked(keys):
-                    have.update(
-                        r.text_hash
-                        for r in conn.execute(
-                            sa.select(embeddings.c.text_hash).where(
-                                embeddings.c.model_key == model_key, embeddings.c.text_hash.in_(part)
-                            )
-                        )
-                    )
-            now = utcnow()
-            rows = [
-                {
-                    "model_key": model_key,
-                    "text_hash": h,
-                    "dim": int(v.shape[0]),
-                    "vector": np.asarray(v, dtype=np.float32).tobytes(),
-                    "created_at": now,
-                }
-                for h, v in vectors.items()
-                if h not in have
-            ]
-            if rows:
-                conn.execute(embeddings.insert(), rows)
+            for part in chunked(rows):
+                _upsert(conn, part, replace)

@@ -90,3 +90,21 @@ def test_two_runs_share_one_postgres_ledger(
         db.close()
     finally:
         del os.environ["WEBVEC_STATE_URL"]
+
+
+@pytest.mark.postgres
+def test_the_embedding_cache_takes_racing_writers(pg_url: str) -> None:
+    # Two runs of different crawls cache the same text at once: neither may fail on the key.
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    dbs = [StateDB(pg_url) for _ in range(4)]
+    vectors = {f"{i:016x}": np.full(8, i + 1, dtype=np.float32) for i in range(300)}
+    with ThreadPoolExecutor(len(dbs)) as pool:
+        list(pool.map(lambda db: db.cache_vectors("mk", vectors), dbs))
+    assert len(dbs[0].cached_vectors("mk", list(vectors))) == 300
+    dbs[0].cache_vectors("mk", {"0000000000000000": np.zeros(8, dtype=np.float32) + 9}, replace=True)
+    assert dbs[1].cached_vectors("mk", ["0000000000000000"])["0000000000000000"][0] == 9
+    for db in dbs:
+        db.close()

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,23 +147,29 @@ def test_unclosed_pool_does_not_hold_up_interpreter_exit() -> None:
         assert not status.exists() or "\nState:\tZ" in status.read_text()
 
 
-def test_failure_near_the_memory_limit_counts_as_lack_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def _extract_holding(mb: int) -> Document | Skip:
+    """In a fresh process: ``_extract_in_worker`` with an ``extract`` that holds ``mb`` MB, then says
+    "no main text" (as trafilatura does when it swallowed a failed allocation)."""
+
+    def fake_extract(html: bytes, url: str) -> Skip:
+        held = bytearray(mb * 1024 * 1024)
+        held[::4096] = b"x" * len(held[::4096])  # touch every page: resident
+        return Skip(url, "no main text", SkipKind.NO_MAIN_TEXT)
+
+    extract_pool.extract = fake_extract  # type: ignore[assignment]  # this child process only
+    return extract_pool._extract_in_worker("http://docs.test/a", b"", 64)
+
+
+def test_failure_near_the_memory_limit_counts_as_lack_of_memory() -> None:
     # lxml reports some failed allocations as other errors ("XPathEvalError: unknown error") and
     # trafilatura swallows exceptions in its fallbacks: a Skip that came with most of the allowance in
-    # use must not pass for "no main text" (which would empty the page). Run here, in this process.
-    def extract_using(mb: int) -> Callable[[bytes, str], Skip]:
-        def fake_extract(html: bytes, url: str) -> Skip:
-            held = bytearray(mb * 1024 * 1024)  # zero-filled by the kernel: touched, resident
-            held[::4096] = b"x" * len(held[::4096])
-            return Skip(url, "no main text", SkipKind.NO_MAIN_TEXT)
-
-        return fake_extract
-
-    monkeypatch.setattr(extract_pool, "extract", extract_using(48))
-    hungry = extract_pool._extract_in_worker("http://docs.test/a", b"", 64)
+    # use must not pass for "no main text" (which would empty the page). Run in a fresh process, as a
+    # worker is: the test process's own heap (freed memory still resident) would blur the measure.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        hungry = child.submit(_extract_holding, 48).result()
+        modest = child.submit(_extract_holding, 4).result()
     assert hungry == Skip("http://docs.test/a", "extraction needed over 64 MB", SkipKind.EXTRACT_FAILED)
-    monkeypatch.setattr(extract_pool, "extract", extract_using(4))
-    assert extract_pool._extract_in_worker("http://docs.test/a", b"", 64).kind == SkipKind.NO_MAIN_TEXT
+    assert isinstance(modest, Skip) and modest.kind == SkipKind.NO_MAIN_TEXT
 
 
 def test_batches_from_several_threads_share_the_pool(extractor: Extractor) -> None:

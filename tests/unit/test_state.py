@@ -187,3 +187,14 @@ def test_open_existing_creates_nothing(tmp_path: Path) -> None:
     reopened = StateDB.open_existing(f"sqlite:///{path}")
     assert reopened is not None and reopened.last_runs("c") == []
     assert os.path.getsize(path) > 0
+
+
+def test_the_embedding_cache_keeps_or_replaces(db: StateDB) -> None:
+    import numpy as np
+
+    db.cache_vectors("mk", {"a": np.ones(4, dtype=np.float32)})
+    db.cache_vectors("mk", {"a": np.zeros(4, dtype=np.float32) + 2, "b": np.ones(4, dtype=np.float32)})
+    got = db.cached_vectors("mk", ["a", "b", "c"])
+    assert set(got) == {"a", "b"} and got["a"][0] == 1  # an existing entry is kept
+    db.cache_vectors("mk", {"a": np.zeros(4, dtype=np.float32) + 3}, replace=True)
+    assert db.cached_vectors("mk", ["a"])["a"][0] == 3
