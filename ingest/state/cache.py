@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from ingest.state.schema import chunked, embeddings, utcnow
@@ -32,6 +31,9 @@ def _upsert(conn: sa.Connection, rows: list[dict[str, Any]], replace: bool) -> N
             except sa.exc.IntegrityError:
                 pass
         return
+    # Imported here: the dialects cost a tenth of a second at start-up, and `webvec status` must be fast.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     insert = postgresql.insert(embeddings) if dialect == "postgresql" else sqlite.insert(embeddings)
     keys = [embeddings.c.model_key, embeddings.c.text_hash]
     if replace:
