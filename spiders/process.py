@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,10 +50,19 @@ class SpiderRun:
         self._temp = temp
         self._timeout = timeout
         self._started = time.perf_counter()
-        self._seconds: float | None = None  # the spider's own run time, taken when it is seen ending
+        self._seconds: float | None = None
         self._killed = False
         with open(log_path, "wb") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # The spider's own run time, taken when it ends: the run polls between batches, which may
+        # be a minute apart while a batch is embedded.
+        self._ended = threading.Event()
+        threading.Thread(target=self._wait, name="webvec-spider-wait", daemon=True).start()
+
+    def _wait(self) -> None:
+        self._proc.wait()
+        self._seconds = round(time.perf_counter() - self._started, 3)
+        self._ended.set()
 
     def finished(self) -> bool:
         """Whether the spider has exited. One past its deadline is killed here: a hung crawl must
@@ -63,8 +73,7 @@ class SpiderRun:
             self._proc.kill()
             self._proc.wait()
             self._killed = True
-        if self._seconds is None:
-            self._seconds = round(time.perf_counter() - self._started, 3)
+        self._ended.wait()  # the waiting thread has taken the time
         return True
 
     def _tail(self) -> str:

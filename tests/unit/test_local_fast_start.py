@@ -62,3 +62,15 @@ def test_no_export_for_a_folder_that_is_not_a_plain_model(tmp_path: Path) -> Non
     )
     assert onnx.plain_pipeline(tmp_path) is None
     assert onnx.load(tmp_path, normalize=True) is None
+
+
+@pytest.mark.slow
+def test_a_large_call_keeps_the_input_order(local_embedder: LocalEmbedder) -> None:
+    # Large calls are embedded longest first in slices (for progress and padding); rows come back in
+    # the order of the input.
+    texts = [("word " * (1 + (i * 37) % 120)).strip() + f" {i}" for i in range(300)]
+    steps: list[int] = []
+    got = local_embedder.embed(texts, progress=steps.append)
+    expected = local_embedder.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(got - expected).max() < 1e-5
+    assert sum(steps) == 300 and len(steps) > 1
