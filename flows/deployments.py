@@ -47,7 +47,7 @@ ENTRYPOINTS = {
 }
 
 _HEADER = """\
-# Generated from crawls/*.yaml by `python -m flows.deployments --write`; edit the crawl YAMLs and
+# Generated from crawls/*.yaml by `webvec deployments --write`; edit the crawl YAMLs and
 # regenerate rather than editing this file (a test checks that they agree). From the repository root:
 #
 #   export WEBVEC_REPO=$PWD                  # the pull step below runs the flows in this folder

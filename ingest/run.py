@@ -103,7 +103,7 @@ class CrawlHandle(Protocol):
 
 
 class CrawlSource(Protocol):
-    """Starts crawls (``spiders.process.SpiderProcess``: the spider subprocess)."""
+    """Starts crawls (:class:`spiders.process.SpiderCrawler`: the spider subprocess)."""
 
     def start(
         self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
