@@ -52,6 +52,9 @@ T = TypeVar("T")
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
+# A private generator: jitter never moves the global `random` state other code (or a test) relies on.
+_RNG = random.Random()
+
 
 # -- Retry-After -------------------------------------------------------------------------------------
 
@@ -130,7 +133,7 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""
         ceiling = min(self.max_s, self.initial_s * 2 ** min(attempt - 1, 60))
-        return random.uniform(ceiling / 2, ceiling)
+        return _RNG.uniform(ceiling / 2, ceiling)
 
 
 class RetryBudget:
@@ -217,7 +220,7 @@ def call_with_retries(
         asked = ask(state)
         if asked is None:
             return backoff.delay(state.attempt_number)
-        jittered = asked * random.uniform(1.0, 1.1) + random.uniform(0.0, backoff.initial_s / 2)
+        jittered = asked * _RNG.uniform(1.0, 1.1) + _RNG.uniform(0.0, backoff.initial_s / 2)
         return min(jittered, max(asked, budget.left()))  # the jitter never overruns the budget
 
     def stop(state: RetryCallState) -> bool:
