@@ -31,7 +31,7 @@ from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.dedup import NearDuplicateIndex
 from ingest.deletions import finish_deletions, sweep_repeated_chunks
-from ingest.env import RunEnv, ensure_store, make_env
+from ingest.env import RunEnv, ensure_store, make_env, store_changed
 from ingest.errors import ConfigError, WebvecError
 from ingest.model import RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
@@ -355,9 +355,11 @@ def run_ingest(
         with recorded_run(env.db, summary, hooks, finish) as heartbeat:
             from ingest.versions import model_changed, rebuild_version
 
-            if model_changed(env):
+            if model_changed(env) or store_changed(env):
                 # The embedder changed: move every stored chunk to a new version first, so this run
-                # writes into a store that holds one model's vectors only.
+                # writes into a store that holds one model's vectors only. The store changed: the
+                # same, from the embedding cache (nothing is embedded again), and the old store stays
+                # as the previous version until pruned, so `rollback` goes back.
                 rebuild_version(env, summary, hooks)
                 env = make_env(cfg, env.db)
                 summary.target, summary.model_key = env.store.target, env.keys.model_key
