@@ -48,6 +48,7 @@ from ingest.config.embedder import (
     FakeEmbedderConfig,
     LocalEmbedderConfig,
     OpenAIEmbedderConfig,
+    StaticEmbedderConfig,
 )
 from ingest.config.load import (
     SCHEMA_FILE,
@@ -81,6 +82,7 @@ __all__ = [
     "ReembedConfig",
     "SourceConfig",
     "StateConfig",
+    "StaticEmbedderConfig",
     "StoreConfig",
     "SyncConfig",
     "UrlRegex",

@@ -1,4 +1,5 @@
-"""``embedder:`` of a crawl definition: one model per kind (local, openai, fake), told apart by ``kind``."""
+"""``embedder:`` of a crawl definition: one model per kind (local, openai, static, fake), told apart by
+``kind``."""
 
 from __future__ import annotations
 
@@ -117,9 +118,27 @@ class FakeEmbedderConfig(_Strict):
     )
 
 
+class StaticEmbedderConfig(_Strict):
+    """SIF-weighted mean of pretrained word vectors (GloVe): no neural network, ~50x MiniLM's speed."""
+
+    kind: Literal["static"] = Field(description="static: averaged pretrained word vectors (no model).")
+    vectors: Literal["glove-6b-50d"] = Field(
+        "glove-6b-50d", description="Word vectors: glove-6b-50d (GloVe 6B, 50 dimensions; offline package)."
+    )
+    # SIF's paper finds a in [1e-4, 1e-3] best across tasks; outside [1e-6, 1] every word weighs ~0 or ~1.
+    sif_a: float = Field(
+        1e-3, ge=1e-6, le=1.0, description="SIF weight parameter a: a word weighs a/(a+p(w)) (1e-6 to 1)."
+    )
+    max_input_tokens: int = Field(
+        512, ge=8, le=_MAX_INPUT_TOKENS, description="Longest input, in words and marks (8-32768)."
+    )
+    batch_size: int = Field(256, ge=1, le=4096, description="Texts per progress step (1-4096).")
+
+
 EmbedderConfig = Annotated[
-    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig,
+    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig | StaticEmbedderConfig,
     Field(
-        discriminator="kind", description="How texts become vectors: kind local (default), openai or fake."
+        discriminator="kind",
+        description="How texts become vectors: kind local (default), openai, static or fake.",
     ),
 ]
