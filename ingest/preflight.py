@@ -29,6 +29,7 @@ from ingest.config import (
     ChromaStoreConfig,
     CrawlConfig,
     OpenAIEmbedderConfig,
+    PgvectorStoreConfig,
     PineconeStoreConfig,
     sqlite_file,
     webvec_home,
@@ -136,6 +137,8 @@ def _environment(cfg: CrawlConfig) -> list[Problem]:
         needed.append(("embedder.api_key_env", cfg.embedder.api_key_env, "the OpenAI API key"))
     if isinstance(cfg.store, PineconeStoreConfig):
         needed.append(("store.api_key_env", cfg.store.api_key_env, "the Pinecone API key"))
+    if isinstance(cfg.store, PgvectorStoreConfig):
+        needed.append(("store.url_env", cfg.store.url_env, "the PostgreSQL URL of the pgvector store"))
     return [
         Problem("warning", field, f"environment variable {name} is not set; a run needs {what} in it")
         for field, name, what in needed

@@ -60,7 +60,13 @@ from ingest.config.load import (
     starter_crawl,
 )
 from ingest.config.source import SourceConfig
-from ingest.config.store import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig, StoreConfig
+from ingest.config.store import (
+    ChromaStoreConfig,
+    MemoryStoreConfig,
+    PgvectorStoreConfig,
+    PineconeStoreConfig,
+    StoreConfig,
+)
 
 __all__ = [
     "DEFAULT_HOME",
@@ -78,6 +84,7 @@ __all__ = [
     "MemoryStoreConfig",
     "OpenAIEmbedderConfig",
     "PageUrl",
+    "PgvectorStoreConfig",
     "PineconeStoreConfig",
     "ReembedConfig",
     "SourceConfig",

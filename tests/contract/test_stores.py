@@ -1,5 +1,5 @@
 """One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server,
-and the in-memory store of the fast tier."""
+PostgreSQL with pgvector, and the in-memory store of the fast tier."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.config import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig
+from ingest.config import ChromaStoreConfig, MemoryStoreConfig, PgvectorStoreConfig, PineconeStoreConfig
 from ingest.errors import DimensionMismatchError
 from ingest.stores import VectorRecord, VectorStore, make_store
 from tests.servers.chroma_server import chroma_server
+from tests.servers.pgvector_server import PgvectorServer
 
 DIM = 8
 STORES = [
@@ -20,6 +21,7 @@ STORES = [
     "chroma-embedded",
     pytest.param("chroma-server", marks=pytest.mark.server),
     pytest.param("pinecone", marks=pytest.mark.server),
+    pytest.param("pgvector", marks=pytest.mark.server),
 ]
 
 
@@ -38,6 +40,12 @@ def pinecone_srv() -> Iterator[object]:
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def pgvector_db(pgvector_server: PgvectorServer) -> str:
+    """A database of the session's PostgreSQL for this module; its URL."""
+    return pgvector_server.create_database()
+
+
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
     name = f"contract-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
@@ -49,6 +57,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         srv = request.getfixturevalue("chroma_srv")
         s = make_store(ChromaStoreConfig(host=srv.host, port=srv.port), name)
         s.drop()  # the server outlives one test
+        return s
+    if request.param == "pgvector":
+        monkeypatch.setenv("WEBVEC_PGVECTOR_URL", request.getfixturevalue("pgvector_db"))
+        s = make_store(PgvectorStoreConfig(kind="pgvector"), name)
+        s.drop()  # the database outlives one test
+        request.addfinalizer(s.close)  # type: ignore[attr-defined]
         return s
     srv = request.getfixturevalue("pinecone_srv")
     monkeypatch.setenv("PINECONE_API_KEY", srv.api_key)
