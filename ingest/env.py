@@ -87,7 +87,7 @@ def store_settings_json(settings: StoreConfig) -> str:
         inside = isinstance(value, str) and (value == home or value.startswith(home + "/"))
         return HOME_TOKEN + value[len(home) :] if inside and isinstance(value, str) else value
 
-    data = {k: relative(v) for k, v in settings.model_dump(mode="json").items()}
+    data = {k: relative(v) for k, v in settings.model_dump(mode="json", by_alias=True).items()}
     return json.dumps(data, sort_keys=True)
 
 

@@ -23,15 +23,24 @@ from tests.integration.sites import make_site
 pytestmark = pytest.mark.server
 
 # A second store for each pair tested: (the `store:` the crawl moves to, an id for the test).
-DESTINATIONS: list[Any] = [
-    pytest.param({"kind": "chroma", "path": "chroma-elsewhere", "collection": "moved"}, id="chroma-to-chroma"),
-]
+DESTINATIONS = ["chroma-elsewhere", "pgvector"]
 
 
-@pytest.mark.parametrize("destination", DESTINATIONS)
+def _destination(
+    name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    if name == "pgvector":  # a real PostgreSQL with pgvector (tests/servers/pgvector_server.py)
+        server = request.getfixturevalue("pgvector_server")
+        monkeypatch.setenv("WEBVEC_SWITCH_PG_URL", server.create_database())
+        return {"kind": "pgvector", "url_env": "WEBVEC_SWITCH_PG_URL"}
+    return {"kind": "chroma", "path": "chroma-elsewhere", "collection": "moved"}
+
+
+@pytest.mark.parametrize("to", DESTINATIONS)
 def test_switching_store_embeds_nothing_and_rolls_back(  # type: ignore[no-untyped-def]
-    tmp_path: Path, serve_dir, write_crawl, destination: dict[str, Any]
+    tmp_path: Path, serve_dir, write_crawl, to: str, request: pytest.FixtureRequest, monkeypatch
 ) -> None:
+    destination = _destination(to, request, monkeypatch)
     root = tmp_path / "site"
     make_site(root)
     server = serve_dir(root)
