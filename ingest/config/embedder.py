@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.config._base import _check_env_name, _check_http_url, _Strict
 
@@ -35,6 +35,17 @@ class LocalEmbedderConfig(_Strict):
         le=_MAX_INPUT_TOKENS,
         description="Input limit of the model in tokens; default: the model's own max_seq_length.",
     )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="fp32, or int8: the model's matrix products quantized to 8 bits (ONNX Runtime, CPU; "
+        "made offline from the model on first use). int8 vectors get another model_key.",
+    )
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> LocalEmbedderConfig:
+        if self.precision == "int8" and self.device not in (None, "cpu"):
+            raise ValueError(f"precision int8 runs on the CPU (ONNX Runtime): remove device {self.device!r}")
+        return self
 
 
 class OpenAIEmbedderConfig(_Strict):
