@@ -494,7 +494,7 @@ def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a 
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning.line(source))}", highlight=False, soft_wrap=True)
     out.print(
-        f"ok: {cfg.name} ({len(cfg.source.start_urls)} start URL(s), {cfg.embedder.kind} → {cfg.store.kind})"
+        f"ok: {cfg.name} ({cfg.describe_source()}, {cfg.embedder.kind} → {cfg.store.kind})"
     )
 
 
@@ -515,7 +515,7 @@ def list_cmd() -> None:
         table.add_row(
             cfg.name,
             path.name,
-            ", ".join(cfg.source.start_urls),
+            ", ".join(cfg.origins),
             f"{cfg.embedder.kind} → {cfg.store.kind}",
             cfg.schedule or "",
         )

@@ -152,5 +152,5 @@ class SpiderCrawler:
         # on the command line, where `ps` would show a password it may hold.
         env = spider_env(self.environ, cfg)
         env[PAGE_STORE_ENV] = page_store
-        timeout = spider_timeout_seconds(cfg.source)
+        timeout = spider_timeout_seconds(cfg.web)
         return SpiderRun(cmd, env, logs / f"{run_id}.spider.log", stats, temp=dry_run, timeout=timeout)

@@ -58,12 +58,13 @@ from ingest.config.load import (
     resolve_crawl_path,
     starter_crawl,
 )
-from ingest.config.source import SourceConfig
+from ingest.config.source import ApifyDatasetSourceConfig, SourceConfig
 from ingest.config.store import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig, StoreConfig
 
 __all__ = [
     "DEFAULT_HOME",
     "SCHEMA_FILE",
+    "ApifyDatasetSourceConfig",
     "ChromaStoreConfig",
     "ChunkConfig",
     "CrawlConfig",
