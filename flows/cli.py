@@ -249,11 +249,11 @@ def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool)
                     summary = ingest_flow(crawl, urls=urls)
             else:
                 from ingest.run import run_ingest
-                from spiders.process import SpiderCrawler
+                from spiders.process import crawl_source_for
 
                 hooks = Hooks(listener)
                 summary = run_ingest(
-                    crawl, SpiderCrawler(), urls=urls, hooks=hooks, dry_run=dry_run
+                    crawl, crawl_source_for(crawl), urls=urls, hooks=hooks, dry_run=dry_run
                 ).to_dict()
     except RunFailed as exc:
         summary, code = exc.summary.to_dict(), 1

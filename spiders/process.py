@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ingest.config import load_crawl, webvec_home
+from ingest.config import load_crawl, resolve_crawl_path, webvec_home
 from ingest.errors import WebvecError
-from ingest.run import CrawlMode, CrawlStats
+from ingest.run import CrawlMode, CrawlSource, CrawlStats
 from spiders.run import PAGE_STORE_ENV, spider_command, spider_env, spider_timeout_seconds
 
 # Seconds a stopped spider gets to close cleanly before it is killed.
@@ -120,6 +120,17 @@ class SpiderRun:
     def _cleanup(self) -> None:
         if self._temp:
             shutil.rmtree(Path(self.log_path).parent, ignore_errors=True)
+
+
+def crawl_source_for(crawl: str | Path, environ: Mapping[str, str] | None = None) -> CrawlSource:
+    """The crawl source a crawl definition asks for: the spider for a web site (``source.kind: web``,
+    the default), :class:`ingest.sources.apify.ApifyDatasetSource` for an Apify dataset."""
+    cfg = load_crawl(resolve_crawl_path(crawl))
+    if cfg.dataset is not None:
+        from ingest.sources.apify import ApifyDatasetSource
+
+        return ApifyDatasetSource(environ)
+    return SpiderCrawler(environ)
 
 
 class SpiderCrawler:
