@@ -49,7 +49,9 @@ def make_pdf(
         writer.add_metadata({"/Title": title})
     parent = None
     for text, page_index, level in outline:
-        item = writer.add_outline_item(title=text, page_number=page_index, parent=parent if level > 1 else None)
+        item = writer.add_outline_item(
+            title=text, page_number=page_index, parent=parent if level > 1 else None
+        )
         if level == 1:
             parent = item
     if password:

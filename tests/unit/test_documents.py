@@ -98,7 +98,10 @@ def test_docx_heading_styles_and_title() -> None:
         pytest.param(make_pdf([PAGE_1] * 6), SkipKind.TOO_LARGE, "6 pages", id="too-many-pages"),
         pytest.param(deep_pdf(), SkipKind.EXTRACT_FAILED, "extraction failed", id="deep-nesting"),
         pytest.param(
-            b"%PDF-1.7\n%garbage, no objects", SkipKind.EXTRACT_FAILED, "extraction failed: Pdf", id="malformed"
+            b"%PDF-1.7\n%garbage, no objects",
+            SkipKind.EXTRACT_FAILED,
+            "extraction failed: Pdf",
+            id="malformed",
         ),
         pytest.param(make_pdf([[]]), SkipKind.NO_MAIN_TEXT, "no text", id="no-text-layer"),
         pytest.param(b"PK\x03\x04broken", SkipKind.EXTRACT_FAILED, "extraction failed", id="broken-docx"),
