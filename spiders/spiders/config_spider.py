@@ -22,13 +22,20 @@ What it does with each URL, in order:
    (:mod:`spiders.robots`: an unreachable robots.txt disallows its host, Crawl-delay is honoured up to
    ``source.max_crawl_delay``). Failed requests are retried with backoff and Retry-After, the whole host
    waiting (:mod:`spiders.retry`).
-3. Responses. A 200 HTML page is stored with its body; 304 (after a conditional request) is stored
-   without a body and its links are taken from the link cache; 404/410 are stored with their status;
+3. Responses. A 200 HTML page is stored with its body, and so is a PDF or DOCX of ``source.documents``
+   (by its Content-Type, or an octet-stream ``.pdf``/``.docx`` by its bytes), under its own cap
+   ``source.max_document_bytes``; 304 (after a conditional request) is stored without a body and its
+   links are taken from the link cache (an empty list for documents); 404/410 are stored with their status;
    everything else (non-HTML, too large, refused, disallowed, HTTP errors, download errors, duplicates)
    becomes a row with a ``skip_reason`` and no body, so the flow can report it. A page that failed
    after its retries says its final cause (``http 503 after 3 attempts``, ``connection refused after 3
    attempts``); the stats file counts them (``failed_pages``) and lists the first few (``failed``).
-4. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
+4. Sitemap-only crawls. With ``source.follow_links: false`` the start URLs are not fetched and no link
+   is followed: the pages are exactly those the sitemaps list (``source.sitemaps``, else the start
+   URLs' robots.txt). A listed live page whose ``<lastmod>`` predates its last fetch (the ledger's
+   ``last_seen``) is not requested: it is stored as a 304 row, unchanged and seen, so it never goes
+   stale for not being fetched.
+5. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
    the spider and the crawl is reported as not complete. ``source.max_duration`` closes it the same way
    (Scrapy's CLOSESPIDER_TIMEOUT, finish reason ``closespider_timeout``).
 """
