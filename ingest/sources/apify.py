@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -118,9 +119,17 @@ class DatasetRun:
     """A dataset being copied into the page store in a thread (:class:`ingest.run.CrawlHandle`)."""
 
     def __init__(
-        self, items: Iterable[dict[str, Any]], page_store: str, run_id: str, log_path: Path, max_pages: int
+        self,
+        items: Iterable[dict[str, Any]],
+        page_store: str,
+        run_id: str,
+        log_path: Path,
+        max_pages: int,
+        *,
+        temp: bool = False,
     ) -> None:
         self.log_path = str(log_path)
+        self._temp = temp  # a dry run's log folder, removed at the end
         self._items = items
         self._page_store = page_store
         self._run_id = run_id
@@ -175,6 +184,7 @@ class DatasetRun:
     def result(self) -> CrawlStats:
         """Wait for the copy; WebvecError when the dataset could not be read."""
         self._thread.join()
+        self._cleanup()
         seconds = round(time.perf_counter() - self._started, 3)
         if isinstance(self._error, WebvecError):
             raise self._error
@@ -188,6 +198,11 @@ class DatasetRun:
         """Stop copying (the run failed)."""
         self._stop.set()
         self._thread.join(timeout=10)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._temp and not self._thread.is_alive():
+            shutil.rmtree(Path(self.log_path).parent, ignore_errors=True)
 
 
 class ApifyDatasetSource:
@@ -209,7 +224,8 @@ class ApifyDatasetSource:
         items = self._items(source, crawl_path)
         logs = Path(tempfile.mkdtemp(prefix="webvec-dataset-")) if dry_run else webvec_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        return DatasetRun(items, page_store, run_id, logs / f"{run_id}.dataset.log", source.max_pages)
+        log = logs / f"{run_id}.dataset.log"
+        return DatasetRun(items, page_store, run_id, log, source.max_pages, temp=dry_run)
 
     def _items(self, source: ApifyDatasetSourceConfig, crawl_path: Path) -> Iterable[dict[str, Any]]:
         if source.path is not None:
