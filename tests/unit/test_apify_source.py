@@ -144,3 +144,34 @@ def test_read_export_sniffs_a_file_without_suffix(tmp_path: Path) -> None:
     path = tmp_path / "items"
     path.write_text("\n".join(json.dumps(i) for i in FIRST))
     assert [i["url"] for i in read_export(path)] == [SITE + "a", SITE + "b", SITE + "c"]
+
+
+def test_dataset_id_reads_through_the_client_with_the_token_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Offline: a stand-in for apify_client with the calls webvec makes (the SDK's own API).
+    import sys
+    import types
+
+    calls: list[tuple[str, str]] = []
+
+    class FakeClient:
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def dataset(self, dataset_id: str) -> Any:
+            calls.append((self.token, dataset_id))
+            return types.SimpleNamespace(iterate_items=lambda: iter(FIRST))
+
+    monkeypatch.setitem(sys.modules, "apify_client", types.SimpleNamespace(ApifyClient=FakeClient))
+    crawl = tmp_path / "online.yaml"
+    data = yaml.safe_load(_crawl(tmp_path, "unused.json").read_text())
+    data["source"] = {"kind": "apify_dataset", "dataset_id": "abc123", "token_env": "MY_APIFY_TOKEN"}
+    crawl.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="MY_APIFY_TOKEN is not set"):
+        ApifyDatasetSource(environ={}).start(
+            crawl, "r0", page_store="sqlite://", mode=CrawlMode(), dry_run=True
+        )
+    summary = run_ingest(crawl, ApifyDatasetSource(environ={"MY_APIFY_TOKEN": "t0ken"})).to_dict()
+    assert summary["pages_new"] == 3 and calls == [("t0ken", "abc123")]
+    assert "t0ken" not in json.dumps(summary)
