@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,19 @@ def test_the_worker_pool_reads_documents_beside_html_and_contains_the_bombs(pool
     results = pool.extract_many(items, types)
     assert [type(r).__name__ for r in results] == ["Document", "Skip", "Skip", "Document", "Document"]
     assert results[0].page_starts and results[4].markdown.startswith("# Heading")  # type: ignore[union-attr]
+
+
+def test_page_offsets_survive_the_ledger(tmp_path: Path) -> None:
+    # Re-embeds and re-chunks rebuild documents from the ledger: the PDF's pages must come back too.
+    from ingest.model import PageStatus
+    from ingest.records import page_row
+    from ingest.state import StateDB, utcnow
+    from ingest.versions import document_from_ledger
+
+    doc = _read(make_pdf([PAGE_1, PAGE_2]))
+    assert isinstance(doc, Document)
+    db = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    db.commit_pages("c", "t", "m", [page_row(doc, PageStatus.LIVE, utcnow(), chunk_key="k")], [], [], [])
+    again = document_from_ledger(db.pages_by_url("c", [URL])[URL])
+    db.close()
+    assert again.page_starts == doc.page_starts and again.markdown == doc.markdown
