@@ -104,8 +104,16 @@ def modified_before(value: str | None, moment: datetime) -> bool:
             return False
         return (when if when.tzinfo else when.replace(tzinfo=UTC)) < moment
     day = parse_lastmod(text)
-    # A day-only lastmod may mean any time that day: only an earlier day is surely before.
-    return day is not None and day < moment.astimezone(UTC).date()
+    if day is None:
+        return False
+    # A day (a month, a year) may mean any time within it: only a period that ended before the
+    # moment's day is surely before it.
+    today = moment.astimezone(UTC).date()
+    if len(text) == 4:
+        return day.year < today.year
+    if len(text) == 7:
+        return (day.year, day.month) < (today.year, today.month)
+    return day < today
 
 
 def _local(tag: Any) -> str:
