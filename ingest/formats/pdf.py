@@ -175,8 +175,7 @@ def read_pdf(data: bytes, limits: DocumentLimits) -> ReadText:
     Raises :class:`Encrypted` (a password is needed), :class:`TooManyPages`, :class:`NoText` (no text
     layer), or what pypdf raises on a malformed file.
     """
-    from pypdf import PdfReader
-    from pypdf import PasswordType
+    from pypdf import PasswordType, PdfReader
 
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted:
