@@ -62,10 +62,10 @@ def backfill_mode(
         if not is_http_url(url.strip()):
             raise ConfigError(f"backfill: not an http(s) URL with a host: {url!r}")
     chosen = list(dict.fromkeys(canonicalize_url(u) for u in urls))
-    kept = [u for u in chosen if on_allowed_domains(u, cfg.source.domains)]
+    kept = [u for u in chosen if on_allowed_domains(u, cfg.web.domains)]
     if not kept:
         raise ConfigError(
-            f"backfill: none of the URLs is on the crawl's allowed domains ({', '.join(cfg.source.domains)})"
+            f"backfill: none of the URLs is on the crawl's allowed domains ({', '.join(cfg.web.domains)})"
         )
     return CrawlMode(urls=tuple(kept)), [u for u in chosen if u not in kept]
 
@@ -92,7 +92,7 @@ def backfill_flow(
         log.warning(
             "dropped %d URL(s) off the allowed domains (%s): %s",
             len(offsite),
-            ", ".join(cfg.source.domains),
+            ", ".join(cfg.web.domains),
             shown,
         )
     summary = run_ingest(crawl, SpiderCrawler(), mode=mode, hooks=PrefectHooks())

@@ -249,11 +249,11 @@ def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool)
                     summary = ingest_flow(crawl, urls=urls)
             else:
                 from ingest.run import run_ingest
-                from spiders.process import SpiderCrawler
+                from spiders.process import crawl_source_for
 
                 hooks = Hooks(listener)
                 summary = run_ingest(
-                    crawl, SpiderCrawler(), urls=urls, hooks=hooks, dry_run=dry_run
+                    crawl, crawl_source_for(crawl), urls=urls, hooks=hooks, dry_run=dry_run
                 ).to_dict()
     except RunFailed as exc:
         summary, code = exc.summary.to_dict(), 1
@@ -592,7 +592,7 @@ def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a 
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning.line(source))}", highlight=False, soft_wrap=True)
     out.print(
-        f"ok: {cfg.name} ({len(cfg.source.start_urls)} start URL(s), {cfg.embedder.kind} → {cfg.store.kind})"
+        f"ok: {cfg.name} ({cfg.describe_source()}, {cfg.embedder.kind} → {cfg.store.kind})"
     )
 
 
@@ -613,7 +613,7 @@ def list_cmd() -> None:
         table.add_row(
             cfg.name,
             path.name,
-            ", ".join(cfg.source.start_urls),
+            ", ".join(cfg.origins),
             f"{cfg.embedder.kind} → {cfg.store.kind}",
             cfg.schedule or "",
         )

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from ingest.run import Hooks, RunFailed, run_ingest
 from ingest.summary import RunSummary
-from spiders.process import SpiderCrawler
+from spiders.process import crawl_source_for
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,4 +66,4 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
     ``urls``: re-fetch just these pages (no link following, no stale deletion) — the backfill mode.
     Raises RunFailed (with the summary) when no page could be fetched or a stage failed.
     """
-    return run_ingest(crawl, SpiderCrawler(), urls=urls, hooks=PrefectHooks()).to_dict()
+    return run_ingest(crawl, crawl_source_for(crawl), urls=urls, hooks=PrefectHooks()).to_dict()

@@ -27,6 +27,7 @@ from ingest.dedup import NearDuplicateIndex, simhash
 from ingest.embedders import Embedder
 from ingest.embedders.base import embed_partial
 from ingest.extract import Document, Skip
+from ingest.formats import kind_of, mime_of
 from ingest.ids import doc_prefix
 from ingest.model import Outcome, PageStatus, SkipKind
 from ingest.records import Validators, chunk_rows_of, make_record, page_row
@@ -35,7 +36,6 @@ from ingest.stores import VectorRecord, VectorStore
 from ingest.summary import RunSummary
 from ingest.sync import ChangeSet, Removal, plan
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 Progress = Callable[[int], None]
 
 
@@ -55,8 +55,11 @@ class BatchKeys:
 class Extractor(Protocol):
     """Extraction of a batch (:class:`ingest.extract_pool.Extractor`: worker processes with limits)."""
 
-    def extract_many(self, items: Sequence[tuple[str, bytes]]) -> list[Document | Skip]:
-        """Documents (or skips) for ``(url, html)`` pairs, in order."""
+    def extract_many(
+        self, items: Sequence[tuple[str, bytes]], content_types: Sequence[str | None] | None = None
+    ) -> list[Document | Skip]:
+        """Documents (or skips) for ``(url, body)`` pairs, in order; ``content_types`` choose the
+        reader (HTML, PDF, DOCX, dataset page)."""
         ...
 
     def close(self) -> None:
@@ -122,7 +125,8 @@ class Extracted:
 
 
 def extract_pages(pages: Sequence[FetchedPage], extractor: Extractor) -> Extracted:
-    """Stage 2: HTML → Documents; 304s, 404/410s and the spider's skips sorted out."""
+    """Stage 2: HTML, PDF, DOCX and dataset pages → Documents; 304s, 404/410s and the spider's skips
+    sorted out. A page without a Content-Type is read as HTML."""
     out = Extracted(fetched=len(pages))
     todo: list[FetchedPage] = []
     for page in pages:
@@ -139,13 +143,15 @@ def extract_pages(pages: Sequence[FetchedPage], extractor: Extractor) -> Extract
             out.skips.append(SkipRecord(page.url, kind, reason, page.depth))
             if kind.empties_page:
                 out.seen.add(page.url)
-        elif (page.content_type or "text/html").split(";")[0].strip().lower() not in HTML_TYPES:
-            ctype = (page.content_type or "").split(";")[0].strip().lower()
+        elif page.content_type and kind_of(page.content_type, page.body) is None:
+            ctype = mime_of(page.content_type)
             out.skips.append(SkipRecord(page.url, SkipKind.NOT_HTML, f"not html: {ctype}", page.depth))
             out.seen.add(page.url)
         else:
             todo.append(page)
-    results = extractor.extract_many([(p.final_url or p.url, p.body or b"") for p in todo])
+    results = extractor.extract_many(
+        [(p.final_url or p.url, p.body or b"") for p in todo], [p.content_type for p in todo]
+    )
     for page, result in zip(todo, results, strict=True):
         out.seen.update({page.url, result.url})
         if isinstance(result, Skip):

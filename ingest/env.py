@@ -13,10 +13,11 @@ from pydantic import TypeAdapter
 
 from ingest import chunking
 from ingest.batch import BatchKeys, Extractor
-from ingest.config import CrawlConfig, StoreConfig, webvec_home
+from ingest.config import CrawlConfig, SourceConfig, StoreConfig, webvec_home
 from ingest.embedders import Embedder, make_embedder
 from ingest.errors import ConfigError
 from ingest.extract_pool import Extractor as PoolExtractor
+from ingest.formats import DocumentLimits
 from ingest.ids import model_key
 from ingest.model import VersionStatus
 from ingest.paths import HOME_TOKEN, expand
@@ -134,7 +135,13 @@ def make_env(
     store.check()
     if extractor is None:
         x = cfg.extract
-        extractor = PoolExtractor(workers=x.workers, timeout_s=x.timeout_s, memory_mb=x.memory_mb)
+        pages = cfg.source.max_document_pages if isinstance(cfg.source, SourceConfig) else 1
+        extractor = PoolExtractor(
+            workers=x.workers,
+            timeout_s=x.timeout_s,
+            memory_mb=x.memory_mb,
+            limits=DocumentLimits(max_pages=pages),
+        )
     return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor)
 
 

@@ -1,4 +1,7 @@
-"""HTML → Document: trafilatura main-text extraction to markdown, plus metadata and a content hash.
+"""HTML, PDF, DOCX → Document: main-text extraction to markdown, plus metadata and a content hash.
+
+HTML goes through trafilatura; PDF, DOCX and pages of datasets through the readers of
+:mod:`ingest.formats`, chosen by the content type (and the bytes, when the type is opaque).
 
 :func:`extract` never raises for a bad page: whatever the page, it returns a :class:`Document` or a
 :class:`Skip` whose ``kind`` says why there is none. It has no time or memory bound of its own; the
@@ -15,6 +18,8 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, cast
 
+from ingest.formats import BodyKind, DocumentLimits, kind_of
+from ingest.formats.text import Encrypted, NoText, ReadText, Refused, TooManyPages
 from ingest.ids import content_hash, doc_id
 from ingest.model import SkipKind
 from ingest.urls import canonicalize_url
@@ -68,6 +73,15 @@ class Document:
     date: str | None = None
     canonical: str | None = None  # <link rel="canonical"> as the page declares it
     content_hash: str = ""
+    # Offsets in ``markdown`` where each page of a paged document (PDF) begins, page 1 first; empty
+    # for HTML. A chunk starting at offset o is on page bisect_right(page_starts, o).
+    page_starts: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The page (1-based) on which ``offset`` lies; None for a document without pages."""
+        from bisect import bisect_right
+
+        return max(1, bisect_right(self.page_starts, offset)) if self.page_starts else None
 
 
 @dataclass(frozen=True)
@@ -168,10 +182,14 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
 
 
-def extract(html: bytes | str, url: str) -> Document | Skip:
+def extract(
+    html: bytes | str, url: str, content_type: str | None = None, limits: DocumentLimits | None = None
+) -> Document | Skip:
     """Extract the main text of a page as markdown with title, language, date and canonical URL.
 
     ``url`` is the URL the page was served from; it is canonicalised and becomes the identity.
+    ``content_type`` (the response's header) chooses the reader: HTML when it is None or HTML, PDF,
+    DOCX or a dataset page by :func:`ingest.formats.kind_of` (read under ``limits``).
     Returns a :class:`Skip` when the page yields no document, never raises for a bad page:
 
     - ``UNPARSEABLE``: not HTML that lxml can read;
@@ -180,7 +198,10 @@ def extract(html: bytes | str, url: str) -> Document | Skip:
       it could read only in part; the caller keeps the previous version of the page;
     - ``NO_MAIN_TEXT``: the page has no prose;
     - ``EXTRACT_FAILED``: trafilatura, htmldate or lxml raised (they assert on some odd trees, recurse
-      past Python's limit on deep ones); the reason names the error.
+      past Python's limit on deep ones), or a malformed document made its reader raise; the reason
+      names the error;
+    - documents: ``ENCRYPTED`` (a password is needed), ``TOO_LARGE`` (over ``max_pages``),
+      ``NO_MAIN_TEXT`` (no text layer).
 
     A ``MemoryError`` is raised, not turned into a Skip: in-process it means the process itself is out
     of memory; in a worker process of :mod:`ingest.extract_pool` it means the page needed more than
@@ -188,11 +209,55 @@ def extract(html: bytes | str, url: str) -> Document | Skip:
     """
     url = canonicalize_url(url)
     try:
+        if content_type is not None:
+            body = html.encode("utf-8") if isinstance(html, str) else html
+            kind = kind_of(content_type, body)
+            if kind is not None and kind != BodyKind.HTML:
+                return _extract_document(kind, body, url, limits or DocumentLimits())
         return _extract(html, url)
     except MemoryError:
         raise
     except Exception as exc:  # whatever the libraries raise on one page must not stop a run
         return Skip(url, f"extraction failed: {_error_text(exc)}", SkipKind.EXTRACT_FAILED)
+
+
+_REFUSALS: dict[type[Refused], SkipKind] = {
+    Encrypted: SkipKind.ENCRYPTED,
+    TooManyPages: SkipKind.TOO_LARGE,
+    NoText: SkipKind.NO_MAIN_TEXT,
+}
+
+
+def _extract_document(kind: BodyKind, body: bytes, url: str, limits: DocumentLimits) -> Document | Skip:
+    """A PDF, DOCX or dataset page through its reader (imported here: workers load them on first use)."""
+    read: ReadText
+    try:
+        if kind == BodyKind.PDF:
+            from ingest.formats.pdf import read_pdf
+
+            read = read_pdf(body, limits)
+        elif kind == BodyKind.DOCX:
+            from ingest.formats.docx import read_docx
+
+            read = read_docx(body)
+        else:
+            from ingest.formats.dataset import read_dataset_page
+
+            read = read_dataset_page(body)
+    except Refused as refused:
+        return Skip(url, str(refused), _REFUSALS.get(type(refused), SkipKind.EXTRACT_FAILED))
+    except RecursionError:  # deep object nesting in a crafted file
+        return Skip(url, f"extraction failed: {kind} nested too deeply", SkipKind.EXTRACT_FAILED)
+    return Document(
+        url=url,
+        doc_id=doc_id(url),
+        markdown=read.markdown,
+        title=read.title,
+        lang=read.lang,
+        date=read.date,
+        content_hash=content_hash(read.markdown),
+        page_starts=read.page_starts,
+    )
 
 
 def _extract(html: bytes | str, url: str) -> Document | Skip:

@@ -44,6 +44,7 @@ from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from ingest.errors import WebvecError
 from ingest.extract import Document, Skip, extract
+from ingest.formats import DocumentLimits
 from ingest.model import SkipKind
 from ingest.urls import canonicalize_url
 
@@ -82,8 +83,14 @@ def _start_worker() -> None:
     extract(_WARM_UP_PAGE, "http://localhost/warm-up")
 
 
-def _extract_in_worker(url: str, html: bytes, memory_mb: int) -> Document | Skip:
-    """The task a worker runs for one page: extract it with ``memory_mb`` to spend.
+def _extract_in_worker(
+    url: str,
+    html: bytes,
+    memory_mb: int,
+    content_type: str | None = None,
+    limits: DocumentLimits | None = None,
+) -> Document | Skip:
+    """The task a worker runs for one page (HTML or a document): extract it with ``memory_mb`` to spend.
 
     The address-space cap is set for this page alone, at what the worker holds now plus
     ``memory_mb``, so that neither the libraries' own size nor what their caches grow to counts
@@ -99,7 +106,7 @@ def _extract_in_worker(url: str, html: bytes, memory_mb: int) -> Document | Skip
     too_much = Skip(canonicalize_url(url), f"extraction needed over {memory_mb} MB", SkipKind.EXTRACT_FAILED)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
-        result = extract(html, url)
+        result = extract(html, url, content_type, limits)
     except MemoryError:
         return too_much
     finally:
@@ -123,7 +130,8 @@ class Extractor:
 
     ``workers``: processes in the pool (default: one per CPU); 0 extracts in the calling process,
     without limits. ``timeout_s``: wall-clock seconds one page may take. ``memory_mb``: memory one
-    page may need beyond what a loaded worker holds. Use as a context manager or call :meth:`close`.
+    page may need beyond what a loaded worker holds. ``limits``: what a PDF may declare (pages). Use as
+    a context manager or call :meth:`close`.
     """
 
     def __init__(
@@ -131,6 +139,7 @@ class Extractor:
         workers: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         memory_mb: int = DEFAULT_MEMORY_MB,
+        limits: DocumentLimits | None = None,
     ) -> None:
         if workers is not None and workers < 0:
             raise ValueError(f"workers must be 0 or more, not {workers}")
@@ -141,26 +150,36 @@ class Extractor:
         self.workers = default_workers() if workers is None else workers
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
+        self.limits = limits or DocumentLimits()
         self._pool: ProcessPool | None = None  # started on first use
         self._lock = threading.Lock()  # batches may come from several threads; one pool serves them
         self._finalizer: weakref.finalize[[ProcessPool], Extractor] | None = None
 
-    def extract_many(self, items: Sequence[tuple[str, bytes]]) -> list[Document | Skip]:
+    def extract_many(
+        self, items: Sequence[tuple[str, bytes]], content_types: Sequence[str | None] | None = None
+    ) -> list[Document | Skip]:
         """Extract ``(url, html)`` pages; one Document or Skip per page, in the order given.
+
+        ``content_types`` (one per item, the response headers) choose the reader; without them every
+        page is read as HTML.
 
         A page that raises, runs past ``timeout_s``, needs more than ``memory_mb`` or kills its worker
         comes back as a Skip of kind ``EXTRACT_FAILED``. Raises :class:`WebvecError` only when the
         pool cannot run at all (its workers die before they take a page, twice in a row).
         """
+        types = list(content_types) if content_types is not None else [None] * len(items)
+        if len(types) != len(items):
+            raise ValueError("one content type per item")
         if self.workers == 0 or not items:
-            return [extract(html, url) for url, html in items]
+            pairs = zip(items, types, strict=True)
+            return [extract(html, url, ctype, self.limits) for (url, html), ctype in pairs]
         results: list[Document | Skip | None] = [None] * len(items)
         pending = list(range(len(items)))
         # A pool whose workers all died while it was idle (killed from outside, failed to start) is
         # "broken" for pebble and fails every task; a new pool gets one more try.
         for _ in range(2):
             pool = self._live_pool()
-            pending = self._run(pool, items, pending, results)
+            pending = self._run(pool, items, types, pending, results)
             if not pending:
                 return [r for r in results if r is not None]
             self._discard(pool)
@@ -173,6 +192,7 @@ class Extractor:
         self,
         pool: ProcessPool,
         items: Sequence[tuple[str, bytes]],
+        types: Sequence[str | None],
         indexes: list[int],
         results: list[Document | Skip | None],
     ) -> list[int]:
@@ -182,7 +202,9 @@ class Extractor:
             for i in indexes:
                 url, html = items[i]
                 future = pool.schedule(
-                    _extract_in_worker, args=(url, html, self.memory_mb), timeout=self.timeout_s
+                    _extract_in_worker,
+                    args=(url, html, self.memory_mb, types[i], self.limits),
+                    timeout=self.timeout_s,
                 )
                 futures.append((i, future))
         except RuntimeError:  # the pool broke while taking tasks

@@ -50,7 +50,8 @@ class SkipKind(StrEnum):
     DUPLICATE = "duplicate"  # the same final URL was already stored in this run
     FILTERED = "filtered"  # does not pass source.include / source.exclude
     NOT_HTML = "not_html"  # a content type webvec does not index
-    TOO_LARGE = "too_large"  # over source.max_page_bytes
+    TOO_LARGE = "too_large"  # over source.max_page_bytes (documents: max_document_bytes / _pages)
+    ENCRYPTED = "encrypted"  # a PDF that needs a password
     HTTP_ERROR = "http_error"  # a 4xx other than 404/410 (not retried)
     FAILED = "failed"  # 5xx, 429, timeouts, connection errors after retries
     IGNORED = "ignored"  # dropped by a Scrapy component for another reason
@@ -64,7 +65,7 @@ class SkipKind(StrEnum):
     @property
     def empties_page(self) -> bool:
         """True when the page itself now has nothing to index (as opposed to a passing failure)."""
-        return self in (SkipKind.NO_MAIN_TEXT, SkipKind.NOT_HTML)
+        return self in (SkipKind.NO_MAIN_TEXT, SkipKind.NOT_HTML, SkipKind.ENCRYPTED)
 
 
 class Outcome(StrEnum):

@@ -31,6 +31,7 @@ from ingest.config import (
     OpenAIEmbedderConfig,
     PgvectorStoreConfig,
     PineconeStoreConfig,
+    SourceConfig,
     sqlite_file,
     webvec_home,
 )
@@ -70,10 +71,11 @@ def check(cfg: CrawlConfig, source: str) -> list[Problem]:
 
 
 def _private_hosts(cfg: CrawlConfig) -> list[Problem]:
-    if cfg.source.allow_private_networks:
-        return []
+    web = cfg.source
+    if not isinstance(web, SourceConfig) or web.allow_private_networks:
+        return []  # a dataset source makes no requests
     problems = []
-    for key, urls in (("start_urls", cfg.source.start_urls), ("sitemaps", cfg.source.sitemaps)):
+    for key, urls in (("start_urls", web.start_urls), ("sitemaps", web.sitemaps)):
         for i, url in enumerate(urls):
             host = (urlsplit(url).hostname or "").lower()
             if is_private_host(host):

@@ -33,6 +33,12 @@ def make_record(
     }
     if doc.lang:
         meta["lang"] = doc.lang
+    if doc.page_starts:
+        # The page the chunk's own text starts on. Chunks rebuilt from ledger rows carry no offsets:
+        # their text is found in the document instead.
+        start = chunk.start if chunk.end else doc.markdown.find(chunk.body)
+        if start >= 0:
+            meta["page"] = doc.page_at(start) or 1
     return VectorRecord(chunk.id, vector, meta)
 
 
@@ -79,4 +85,5 @@ def page_row(
         "alias_of": alias_of,
         "status": str(status),
         "last_changed": changed_at,
+        "page_starts": list(doc.page_starts) if doc.page_starts and status == PageStatus.LIVE else None,
     }

@@ -240,7 +240,7 @@ def _no_pages_message(
     causes = [f"{s.url}: {s.reason}" for s in state.start_failures[:3]]
     if not causes:
         causes = [f"{k} ×{v}" for k, v in sorted(summary.skip_reasons.items())] or ["no response"]
-    where = ", ".join(cfg.source.start_urls) if mode.whole_site else "the chosen pages"
+    where = ", ".join(cfg.origins) if mode.whole_site else "the chosen pages"
     return f"no pages fetched from {where} ({'; '.join(causes)}); spider log: {log}"
 
 
@@ -249,13 +249,13 @@ def _report_selection(cfg: CrawlConfig, mode: CrawlMode, stats: CrawlStats, summ
     be read when nothing was fetched (degraded when some pages were). True when the sitemaps list no
     page to fetch: nothing to do, an ``ok`` run with a message."""
     raw, warn = stats.raw, summary.warnings.append
-    domains = ", ".join(cfg.source.domains)
+    domains = ", ".join(cfg.web.domains)
     if raw.get("offsite_links"):
         warn(f"dropped {raw['offsite_links']} URL(s) off the allowed domains ({domains})")
     if raw.get("sitemap_undated"):
         warn(f"left out {raw['sitemap_undated']} sitemap entries without a usable <lastmod>")
     if raw.get("limit_reached"):
-        warn(f"source.max_pages ({cfg.source.max_pages}) reached: the other chosen pages were not fetched")
+        warn(f"source.max_pages ({cfg.web.max_pages}) reached: the other chosen pages were not fetched")
     listed = raw.get("sitemap_failed")
     failed = [f"sitemap {f['url']}: {f['reason']}" for f in listed] if isinstance(listed, list) else []
     if failed and not summary.pages_fetched:

@@ -94,6 +94,7 @@ def plan(
                     title=row["title"],
                     content_hash=row["content_hash"] or "",
                     canonical=row["canonical_url"],
+                    page_starts=tuple(row.get("page_starts") or ()),
                 )
             )
     for url in gone:

@@ -36,6 +36,7 @@ def document_from_ledger(row: PageRow) -> Document:
         title=row["title"],
         canonical=row["canonical_url"],
         content_hash=row["content_hash"] or "",
+        page_starts=tuple(row.get("page_starts") or ()),
     )
 
 

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ingest.config import load_crawl, webvec_home
+from ingest.config import load_crawl, resolve_crawl_path, webvec_home
 from ingest.errors import WebvecError
-from ingest.run import CrawlMode, CrawlStats
+from ingest.run import CrawlMode, CrawlSource, CrawlStats
 from spiders.run import PAGE_STORE_ENV, spider_command, spider_env, spider_timeout_seconds
 
 # Seconds a stopped spider gets to close cleanly before it is killed.
@@ -122,6 +122,17 @@ class SpiderRun:
             shutil.rmtree(Path(self.log_path).parent, ignore_errors=True)
 
 
+def crawl_source_for(crawl: str | Path, environ: Mapping[str, str] | None = None) -> CrawlSource:
+    """The crawl source a crawl definition asks for: the spider for a web site (``source.kind: web``,
+    the default), :class:`ingest.sources.apify.ApifyDatasetSource` for an Apify dataset."""
+    cfg = load_crawl(resolve_crawl_path(crawl))
+    if cfg.dataset is not None:
+        from ingest.sources.apify import ApifyDatasetSource
+
+        return ApifyDatasetSource(environ)
+    return SpiderCrawler(environ)
+
+
 class SpiderCrawler:
     """Starts the spider subprocess for a run (:class:`ingest.run.CrawlSource`)."""
 
@@ -152,5 +163,5 @@ class SpiderCrawler:
         # on the command line, where `ps` would show a password it may hold.
         env = spider_env(self.environ, cfg)
         env[PAGE_STORE_ENV] = page_store
-        timeout = spider_timeout_seconds(cfg.source)
+        timeout = spider_timeout_seconds(cfg.web)
         return SpiderRun(cmd, env, logs / f"{run_id}.spider.log", stats, temp=dry_run, timeout=timeout)

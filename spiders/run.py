@@ -207,7 +207,7 @@ def spider_command(
     ``urls``, ``sitemap_only``, ``sitemaps`` and ``since`` choose the pages (see the module docstring).
     ``max_seconds`` sets ``--max-seconds``; without it the process applies
     :func:`hard_deadline_seconds` of the crawl itself. Run it with ``env=spider_env(os.environ, cfg)``
-    and ``timeout=spider_timeout_seconds(cfg.source, max_seconds)``.
+    and ``timeout=spider_timeout_seconds(cfg.web, max_seconds)``.
     """
     command = [python or sys.executable, "-m", "spiders.run", "--crawl", os.fspath(crawl_path)]
     command += ["--run-id", run_id, "--stats-file", os.fspath(stats_file)]
@@ -241,7 +241,7 @@ def spider_env(environ: Mapping[str, str], crawl: CrawlConfig | None = None) -> 
     if crawl is not None:
         if crawl.state.url_env:
             keep.add(crawl.state.url_env)
-        if crawl.source.use_env_proxy:
+        if crawl.web.use_env_proxy:
             keep |= PROXY_ENV_NAMES
     return {
         name: value
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         page_store=page_store,
         dry_run=args.dry_run,
     )
-    deadline = args.max_seconds if args.max_seconds is not None else hard_deadline_seconds(cfg.source)
+    deadline = args.max_seconds if args.max_seconds is not None else hard_deadline_seconds(cfg.web)
     watchdog = _start_watchdog(deadline, crawler, cfg, args)
     try:
         process.start()

@@ -91,6 +91,31 @@ def parse_lastmod(value: str | None) -> date | None:
     return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
 
 
+def modified_before(value: str | None, moment: datetime) -> bool:
+    """Whether a ``<lastmod>`` lies wholly before ``moment`` (aware): a full datetime before it, a day
+    (or month, year) that ended before its day. False for a missing or unreadable value."""
+    if not value:
+        return False
+    text = value.strip()
+    if len(text) > 10:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return False
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)) < moment
+    day = parse_lastmod(text)
+    if day is None:
+        return False
+    # A day (a month, a year) may mean any time within it: only a period that ended before the
+    # moment's day is surely before it.
+    today = moment.astimezone(UTC).date()
+    if len(text) == 4:
+        return day.year < today.year
+    if len(text) == 7:
+        return (day.year, day.month) < (today.year, today.month)
+    return day < today
+
+
 def _local(tag: Any) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 

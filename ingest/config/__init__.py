@@ -59,7 +59,7 @@ from ingest.config.load import (
     resolve_crawl_path,
     starter_crawl,
 )
-from ingest.config.source import SourceConfig
+from ingest.config.source import ApifyDatasetSourceConfig, SourceConfig
 from ingest.config.store import (
     ChromaStoreConfig,
     MemoryStoreConfig,
@@ -71,6 +71,7 @@ from ingest.config.store import (
 __all__ = [
     "DEFAULT_HOME",
     "SCHEMA_FILE",
+    "ApifyDatasetSourceConfig",
     "ChromaStoreConfig",
     "ChunkConfig",
     "CrawlConfig",

@@ -21,7 +21,7 @@ from ingest.config._base import (
     webvec_home,
 )
 from ingest.config.embedder import EmbedderConfig, LocalEmbedderConfig
-from ingest.config.source import SourceConfig
+from ingest.config.source import AnySource, ApifyDatasetSourceConfig, SourceConfig
 from ingest.config.store import ChromaStoreConfig, StoreConfig
 from ingest.errors import ConfigError
 
@@ -140,7 +140,9 @@ class CrawlConfig(_Strict):
     )
     description: str | None = Field(None, description="What this crawl is; shown in Prefect.")
     schedule: str | None = Field(None, description="Cron (UTC) of the scheduled Prefect ingest deployment.")
-    source: SourceConfig = Field(description="The site: start URLs, limits, politeness, network safety.")
+    source: AnySource = Field(
+        description="The site (start URLs, limits, politeness, network safety), or kind: apify_dataset."
+    )
     extract: ExtractConfig = Field(
         ExtractConfig(), description="How pages are read: worker processes, time and memory limits."
     )
@@ -154,6 +156,31 @@ class CrawlConfig(_Strict):
 
     _cron = field_validator("schedule")(_check_cron)
     _name = field_validator("name")(_check_name)
+
+    @property
+    def web(self) -> SourceConfig:
+        """The web source; ConfigError for a crawl of another kind (what needs a site cannot run)."""
+        if isinstance(self.source, SourceConfig):
+            return self.source
+        raise ConfigError(f"{self.name}: source.kind is {self.source.kind}, not a web site")
+
+    @property
+    def dataset(self) -> ApifyDatasetSourceConfig | None:
+        """The dataset source, when the crawl reads one."""
+        return self.source if isinstance(self.source, ApifyDatasetSourceConfig) else None
+
+    @property
+    def origins(self) -> list[str]:
+        """Where the pages come from, for listings: the start URLs, or the dataset's file or id."""
+        if isinstance(self.source, SourceConfig):
+            return list(self.source.start_urls)
+        return [self.source.path or f"apify:{self.source.dataset_id}"]
+
+    def describe_source(self) -> str:
+        """``2 start URL(s)`` or ``Apify dataset FILE``: one phrase for command output."""
+        if isinstance(self.source, SourceConfig):
+            return f"{len(self.source.start_urls)} start URL(s)"
+        return f"Apify dataset {self.origins[0]}"
 
     def state_url(self) -> str:
         """SQLAlchemy URL of the state DB; a relative SQLite path is taken from ``$WEBVEC_HOME``."""

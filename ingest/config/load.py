@@ -20,7 +20,7 @@ SCHEMA_FILE = "webvec-crawl.schema.json"  # written next to crawl definitions by
 
 
 # The discriminator tags pydantic inserts into union locations ("embedder.openai.model").
-_UNION_TAGS = ("local", "openai", "fake", "chroma", "pinecone", "memory")
+_UNION_TAGS = ("local", "openai", "fake", "chroma", "pinecone", "memory", "web", "apify_dataset")
 
 
 def _format_validation_error(exc: ValidationError) -> str:
@@ -33,6 +33,9 @@ def _format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            msg = f"kind: unknown kind {ctx.get('tag')!r} (one of {ctx.get('expected_tags')})"
         parts.append(f"{loc or '(top level)'}: {msg}")
     return "; ".join(parts)
 

@@ -1,22 +1,45 @@
-"""``source:`` of a crawl definition: what to crawl, how politely, and within which network limits."""
+"""``source:`` of a crawl definition: what to crawl, how politely, and within which network limits.
+
+Two kinds, told apart by ``kind``: the web (:class:`SourceConfig`, the default: a definition without
+``kind`` is a web crawl, as every definition written before kinds existed) and an Apify dataset
+export (:class:`ApifyDatasetSourceConfig`, ``kind: apify_dataset``).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from datetime import timedelta
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from ingest.config._base import Domain, Duration, PageUrl, UrlRegex, _check_http_url, _show, _Strict
+from ingest.config._base import (
+    Domain,
+    Duration,
+    PageUrl,
+    UrlRegex,
+    _check_env_name,
+    _check_http_url,
+    _show,
+    _Strict,
+)
+
+DocumentType = Literal["pdf", "docx"]
+
+
+def _every_document_type() -> list[DocumentType]:
+    return ["pdf", "docx"]
+
 
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*\.?$")
 
 
 class SourceConfig(_Strict):
-    """What to crawl and how politely."""
+    """What to crawl and how politely (a web site; the default ``kind``)."""
 
+    kind: Literal["web"] = Field("web", description="web (the default): crawl a site with the spider.")
     start_urls: list[PageUrl] = Field(
         min_length=1, description="Pages the crawl starts from (http or https, no user:password@)."
     )
@@ -39,6 +62,27 @@ class SourceConfig(_Strict):
     )
     # 100 clicks deep is beyond any real site structure; deeper means a crawler trap (calendars, facets).
     max_depth: int = Field(3, ge=0, le=100, description="Clicks from a start URL; 0 = the start URLs only.")
+    follow_links: bool = Field(
+        True,
+        description="Follow links of fetched pages. false: fetch exactly the URLs the sitemaps list (the "
+        "start URLs' robots.txt when no sitemaps are given), skipping pages whose <lastmod> is older than "
+        "their last fetch.",
+    )
+    documents: list[DocumentType] = Field(
+        default_factory=_every_document_type,
+        description="Document types indexed besides HTML (pdf, docx); others are skipped as not html.",
+    )
+    # 50 MiB: manuals and papers run to tens of MB; at most 1 GiB, as max_page_bytes (held in memory).
+    max_document_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="PDF/DOCX responses larger than this many bytes are skipped (recorded, not stored).",
+    )
+    # 1000 pages: a thick manual; a PDF that declares more is skipped before its page tree is read.
+    max_document_pages: int = Field(
+        1000, ge=1, le=100_000, description="PDFs with more pages than this are skipped (1-100000)."
+    )
     # 10 million pages is far beyond one SQLite ledger and one machine's crawl; shard bigger sites.
     max_pages: int = Field(1000, ge=1, le=10_000_000, description="Pages stored by one run, at most.")
     obey_robots: bool = Field(True, description="Obey robots.txt (RFC 9309) and its Crawl-delay.")
@@ -169,3 +213,46 @@ class SourceConfig(_Strict):
                 "has credentials: put the proxy URL in https_proxy/http_proxy and set use_env_proxy: true"
             )
         return url
+
+
+class ApifyDatasetSourceConfig(_Strict):
+    """Pages an Apify Website Content Crawler run already fetched: a dataset export, or the dataset."""
+
+    kind: Literal["apify_dataset"] = Field(description="apify_dataset: ingest an Apify dataset.")
+    path: str | None = Field(
+        None,
+        description="A dataset export: JSON array, JSONL or CSV with url, text and/or markdown, "
+        "metadata.title, crawl.loadedTime (relative paths are taken from the crawl file's folder).",
+    )
+    dataset_id: str | None = Field(
+        None,
+        max_length=200,
+        description="Read the dataset from Apify instead (needs the apify extra and network access).",
+    )
+    token_env: str = Field(
+        "APIFY_TOKEN", description="Environment variable holding the Apify API token (with dataset_id)."
+    )
+    max_pages: int = Field(
+        100_000, ge=1, le=10_000_000, description="Dataset items stored by one run, at most."
+    )
+
+    _env = field_validator("token_env")(_check_env_name)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ApifyDatasetSourceConfig:
+        if (self.path is None) == (self.dataset_id is None):
+            raise ValueError("give either path (an export file) or dataset_id")
+        return self
+
+
+def _source_kind(value: Any) -> str:
+    # No kind means the web: every crawl definition written before kinds existed.
+    if isinstance(value, dict):
+        return str(value.get("kind") or "web")
+    return str(getattr(value, "kind", "web"))
+
+
+AnySource = Annotated[
+    Annotated[SourceConfig, Tag("web")] | Annotated[ApifyDatasetSourceConfig, Tag("apify_dataset")],
+    Discriminator(_source_kind),
+]

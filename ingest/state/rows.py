@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from ingest.model import SkipKind
 from ingest.state.schema import utcnow
@@ -50,6 +50,7 @@ class PageRow(TypedDict):
     alias_of: str | None
     status: str  # PageStatus
     skip_reason: str | None
+    page_starts: list[int] | None  # offsets of a PDF's pages in text (ingest.extract.Document)
     first_seen: datetime
     last_seen: datetime
     last_changed: datetime | None
@@ -71,6 +72,7 @@ class NewPage(TypedDict):
     alias_of: str | None
     status: str  # PageStatus
     last_changed: datetime
+    page_starts: NotRequired[list[int] | None]
 
 
 class NewChunk(TypedDict):

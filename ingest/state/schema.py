@@ -120,6 +120,9 @@ pages = sa.Table(
     sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_changed", sa.DateTime(timezone=True)),
+    # Where each page of a PDF begins in text (JSON list of offsets), so that chunks cut again from the
+    # kept text still say their page; NULL for pages without pages (HTML, DOCX).
+    sa.Column("page_starts", sa.JSON),
 )
 
 chunks = sa.Table(

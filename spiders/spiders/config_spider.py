@@ -22,13 +22,20 @@ What it does with each URL, in order:
    (:mod:`spiders.robots`: an unreachable robots.txt disallows its host, Crawl-delay is honoured up to
    ``source.max_crawl_delay``). Failed requests are retried with backoff and Retry-After, the whole host
    waiting (:mod:`spiders.retry`).
-3. Responses. A 200 HTML page is stored with its body; 304 (after a conditional request) is stored
-   without a body and its links are taken from the link cache; 404/410 are stored with their status;
+3. Responses. A 200 HTML page is stored with its body, and so is a PDF or DOCX of ``source.documents``
+   (by its Content-Type, or an octet-stream ``.pdf``/``.docx`` by its bytes), under its own cap
+   ``source.max_document_bytes``; 304 (after a conditional request) is stored without a body and its
+   links are taken from the link cache (an empty list for documents); 404/410 are stored with their status;
    everything else (non-HTML, too large, refused, disallowed, HTTP errors, download errors, duplicates)
    becomes a row with a ``skip_reason`` and no body, so the flow can report it. A page that failed
    after its retries says its final cause (``http 503 after 3 attempts``, ``connection refused after 3
    attempts``); the stats file counts them (``failed_pages``) and lists the first few (``failed``).
-4. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
+4. Sitemap-only crawls. With ``source.follow_links: false`` the start URLs are not fetched and no link
+   is followed: the pages are exactly those the sitemaps list (``source.sitemaps``, else the start
+   URLs' robots.txt). A listed live page whose ``<lastmod>`` predates its last fetch (the ledger's
+   ``last_seen``) is not requested: it is stored as a 304 row, unchanged and seen, so it never goes
+   stale for not being fetched.
+5. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
    the spider and the crawl is reported as not complete. ``source.max_duration`` closes it the same way
    (Scrapy's CLOSESPIDER_TIMEOUT, finish reason ``closespider_timeout``).
 """
@@ -58,13 +65,14 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from ingest.config import CrawlConfig, load_crawl
+from ingest.formats import DOCUMENT_SUFFIXES, DOCX_TYPE, OPAQUE_TYPES, BodyKind, declared_kind, sniff
 from ingest.model import SkipKind
 from ingest.state import FetchedPage, StateDB
 from ingest.urls import canonicalize_url, host_of, is_http_url, on_allowed_domains
 from spiders.middlewares import RequestRefused
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
 from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
-from spiders.sitemaps import SitemapEntry, iter_sitemap, open_sitemap_body, parse_lastmod
+from spiders.sitemaps import SitemapEntry, iter_sitemap, modified_before, open_sitemap_body, parse_lastmod
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +85,7 @@ ADMITTED = "webvec_admitted"  # canonical URL last admitted by admit_redirect
 RECEIVED = "webvec_received"  # body bytes received so far
 FROM_SITEMAP = "webvec_from_sitemap"  # a sitemap-listed page counted in _sitemap_outstanding
 SITEMAP_OPEN = "webvec_sitemap_open"  # a sitemap request counted in _sitemaps_in_flight
+LIMIT = "webvec_limit"  # the byte cap of this response: max_page_bytes, or max_document_bytes
 
 # How long the sitemap feed sleeps when it cannot hand out a request, unless a response wakes it first.
 FEED_POLL_S = 0.25
@@ -91,6 +100,7 @@ REPORTED_EXTENSIONS = frozenset(
     {"pdf", "doc", "docx", "odt", "rtf", "xls", "xlsx", "ods", "ppt", "pptx", "odp"}
 )
 GONE_STATUSES = (404, 410)
+DOCUMENT_MIME = {BodyKind.PDF: "application/pdf", BodyKind.DOCX: DOCX_TYPE}
 FAILED_LISTED = 20  # failed pages listed by URL in the stats file (all are rows in the state DB)
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead).
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead),
@@ -191,10 +201,17 @@ class ConfigSpider(Spider):
         # Where fetched pages go (the pipeline writes them): the ledger's DB, or a dry run's own.
         self.page_store = page_store if page_store is not None else self.state
         self.dry_run = dry_run  # a dry run (`webvec plan`) writes no link cache
-        source = self.cfg.source
+        source = self.cfg.web
         self.domains = [d.lower() for d in source.domains]
         self._include = [re.compile(p) for p in source.include]
         self._exclude = [re.compile(p) for p in source.exclude]
+        self.documents = {BodyKind(d) for d in source.documents}
+        # Documents may be larger than pages: Scrapy's cap (download_maxsize) is then the larger of the
+        # two, and the spider applies the right one when the headers say what the response is.
+        self.download_maxsize = max(source.max_page_bytes, source.max_document_bytes if self.documents else 0)
+        # source.follow_links: false lists the pages by the sitemaps alone, like --sitemap-only, but
+        # it is the whole site: unseen pages go stale as in a full crawl.
+        self.listed_only = self.sitemap_only or not source.follow_links
         self._link_extractor = LinkExtractor(
             unique=True, deny_extensions=[e for e in IGNORED_EXTENSIONS if e not in REPORTED_EXTENSIONS]
         )
@@ -222,6 +239,10 @@ class ConfigSpider(Spider):
         conditional = self.cfg.sync.conditional_requests and not self.backfill_urls
         self.validators = self.state.page_validators(self.cfg.name) if conditional else {}
         self.link_cache = self.state.load_links(self.cfg.name) if self.validators else {}
+        # follow_links: false re-crawls by the sitemaps: a live page whose <lastmod> is older than its
+        # last fetch (its ledger last_seen) is not requested at all; it is reported as not modified.
+        by_lastmod = conditional and not source.follow_links and not self.sitemap_only
+        self.last_fetched = self.state.live_last_seen(self.cfg.name) if by_lastmod else {}
         if self.validators:
             logger.info(
                 "conditional requests: %d known pages, %d cached link lists",
@@ -233,7 +254,7 @@ class ConfigSpider(Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         """Create the spider and apply its crawl's settings before Scrapy freezes them."""
         spider = super().from_crawler(crawler, *args, **kwargs)
-        crawler.settings.setdict(settings_for(spider.cfg.source), priority="spider")
+        crawler.settings.setdict(settings_for(spider.cfg.web), priority="spider")
         crawler.signals.connect(spider._on_headers, signal=signals.headers_received)
         crawler.signals.connect(spider._on_bytes, signal=signals.bytes_received)
         return spider
@@ -251,11 +272,12 @@ class ConfigSpider(Spider):
 
     @property
     def following(self) -> bool:
-        """Whether links of fetched pages are followed (not in backfill or sitemap-only mode)."""
-        return not self.backfill_urls and not self.sitemap_only and not self.limit_reached
+        """Whether links of fetched pages are followed (not in backfill, sitemap-only mode or with
+        ``source.follow_links: false``)."""
+        return not self.backfill_urls and not self.listed_only and not self.limit_reached
 
     # -- requests -----------------------------------------------------------------------------
-    async def start(self) -> AsyncIterator[Request]:
+    async def start(self) -> AsyncIterator[Request | FetchedPage]:
         """Start URLs, then sitemaps and the pages they list; or exactly the backfill URLs.
 
         Scrapy pulls from ``start()`` eagerly into its scheduler, so the sitemap feed paces itself: a
@@ -267,8 +289,8 @@ class ConfigSpider(Spider):
         """
         for request in self.start_requests_sync():
             yield request
-        async for request in self._sitemap_feed():
-            yield request
+        async for item in self._sitemap_feed():
+            yield item
 
     def start_requests_sync(self) -> Iterator[Request]:
         """The start URLs (or the backfill URLs) as a plain iterator; queues the configured sitemaps."""
@@ -276,14 +298,14 @@ class ConfigSpider(Spider):
             for url in self.backfill_urls:
                 yield self._page_request(url, 0)
             return
-        source = self.cfg.source
-        if not self.sitemap_only:
+        source = self.cfg.web
+        if not self.listed_only:
             for url in source.start_urls:
                 canonical = canonicalize_url(url)
                 if canonical not in self._seen:
                     yield self._page_request(canonical, 0)
         sitemaps = self.sitemap_urls or list(source.sitemaps)
-        if self.sitemap_only and not sitemaps:
+        if self.listed_only and not sitemaps:
             origins = {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, source.start_urls)}
             sitemaps = [f"{origin}/robots.txt" for origin in sorted(origins)]
         for url in sitemaps:
@@ -319,13 +341,14 @@ class ConfigSpider(Spider):
         self._wake()
 
     def _feed_has_room(self) -> bool:
-        remaining = self.cfg.source.max_pages - self._pages
-        if self._sitemap_outstanding >= remaining + self.cfg.source.concurrency:
+        remaining = self.cfg.web.max_pages - self._pages
+        if self._sitemap_outstanding >= remaining + self.cfg.web.concurrency:
             return False
         return not self.crawler.engine.needs_backout()
 
-    def _next_sitemap_page(self) -> Request | None:
-        """The next new page request of the urlset being fed (None when all have run out)."""
+    def _next_sitemap_page(self) -> Request | FetchedPage | None:
+        """The next new page request of the urlset being fed, or the row of a page its ``<lastmod>``
+        shows unmodified (None when all have run out)."""
         while self._sitemap_sources:
             source = self._sitemap_sources[0]
             for entry in source.entries:
@@ -338,7 +361,7 @@ class ConfigSpider(Spider):
             logger.info("sitemap %s: %d URLs, %d new", source.url, source.listed, source.new)
         return None
 
-    async def _sitemap_feed(self) -> AsyncIterator[Request]:
+    async def _sitemap_feed(self) -> AsyncIterator[Request | FetchedPage]:
         while not self.limit_reached and self.finish_reason is None and self.crawler.engine.running:
             if self._sitemap_queue and len(self._sitemap_sources) + self._sitemaps_in_flight < SITEMAPS_AHEAD:
                 yield self._sitemap_request(self._sitemap_queue.popleft())
@@ -353,7 +376,7 @@ class ConfigSpider(Spider):
             await self._sleep(FEED_POLL_S)
             self._forget_lost_requests()
 
-    def _sitemap_page_request(self, entry: SitemapEntry) -> Request | None:
+    def _sitemap_page_request(self, entry: SitemapEntry) -> Request | FetchedPage | None:
         if not is_http_url(entry.loc):
             return None
         if self.since is not None:
@@ -367,10 +390,23 @@ class ConfigSpider(Spider):
         if not self.allowed_host(host_of(url)):
             self._offsite.add(url)
             return None
+        fetched_at = self.last_fetched.get(url)
+        if fetched_at is not None and self.passes_filters(url) and modified_before(entry.lastmod, fetched_at):
+            return self._unmodified_row(url)
         self._sitemap_outstanding += 1
         request = self._page_request(url, 0)
         request.meta[FROM_SITEMAP] = True
         return request
+
+    def _unmodified_row(self, url: str) -> FetchedPage:
+        """A page the sitemap shows unmodified: stored as a 304 without a request (unchanged, seen)."""
+        self._seen.add(url)
+        self._finals.add(url)
+        self.counts["lastmod_unmodified"] += 1
+        etag, last_modified = self.validators.get(url, (None, None))
+        return FetchedPage(
+            url=url, final_url=url, status=304, etag=etag, last_modified=last_modified, depth=0
+        )
 
     def _settle(self, meta: dict[str, Any]) -> None:
         """A request of the feed got its answer (a response or an error): its slot is free again."""
@@ -425,13 +461,16 @@ class ConfigSpider(Spider):
                 headers["If-None-Match"] = etag
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
+        meta: dict[str, Any] = {KIND: "page", URL: url, DEPTH: depth}
+        if self.download_maxsize > self.cfg.web.max_page_bytes:
+            meta["download_maxsize"] = self.download_maxsize
         return Request(
             url,
             callback=self.parse_page,
             errback=self.on_page_error,
             headers=headers or None,
             priority=-depth,
-            meta={KIND: "page", URL: url, DEPTH: depth},
+            meta=meta,
         )
 
     def _sitemap_request(self, url: str) -> Request:
@@ -439,7 +478,7 @@ class ConfigSpider(Spider):
         meta: dict[str, Any] = {
             KIND: "sitemap",
             SITEMAP_OPEN: True,
-            "download_maxsize": max(WEBVEC_SITEMAP_MAXSIZE, self.cfg.source.max_page_bytes),
+            "download_maxsize": max(WEBVEC_SITEMAP_MAXSIZE, self.cfg.web.max_page_bytes),
         }
         if urlsplit(url).path.endswith("/robots.txt"):
             meta[ROBOTS] = True
@@ -474,27 +513,49 @@ class ConfigSpider(Spider):
                 self._offsite.add(link)
             elif not self.passes_filters(link):
                 self._filtered_links.add(link)
-            elif next_depth > self.cfg.source.max_depth:
+            elif next_depth > self.cfg.web.max_depth:
                 self._too_deep.add(link)
             else:
                 yield self._page_request(link, next_depth)
 
+    def _document_by_headers(self, mime: str, url: str) -> BodyKind | None:
+        """The document kind (of ``source.documents``) a response's headers promise: by its type, or,
+        for an opaque type (octet-stream), by its file name, to be confirmed by its bytes."""
+        kind = declared_kind(mime)
+        if kind is None and mime in OPAQUE_TYPES:
+            suffix = urlsplit(url).path.lower().rsplit("/", 1)[-1]
+            kind = next((k for end, k in DOCUMENT_SUFFIXES.items() if suffix.endswith(end)), None)
+        return kind if kind in self.documents else None
+
     def _on_headers(self, headers: Any, request: Request, **_: Any) -> None:
-        # Stop the download of a non-HTML body as soon as its headers say so; parse_page records it.
+        # Stop the download of a body webvec does not read as soon as its headers say so; parse_page
+        # records it. HTML and enabled documents go on, each under its own byte cap.
         if request.meta.get(KIND) not in ("page", "sitemap"):
             return
         request.meta[RECEIVED] = 0
         if request.meta[KIND] == "sitemap":
             return
         content_type = headers.get(b"Content-Type")
-        if content_type and _mime(content_type.decode("latin-1")) not in HTML_TYPES:
+        mime = _mime(content_type.decode("latin-1")) if content_type else ""
+        document = self._document_by_headers(mime, request.url)
+        if mime and mime not in HTML_TYPES and document is None:
             raise StopDownload(fail=False)
+        source = self.cfg.web
+        limit = source.max_document_bytes if document is not None else source.max_page_bytes
+        request.meta[LIMIT] = limit
+        length = headers.get(b"Content-Length")
+        if length and length.isdigit() and int(length) > limit:
+            raise StopDownload(fail=True)  # on_page_error records it as too large
 
     def _on_bytes(self, data: bytes, request: Request, **_: Any) -> None:
         # Scrapy cancels a body that outgrows DOWNLOAD_MAXSIZE with a bare CancelledError; counting the
-        # bytes tells that apart from a download cancelled because the crawl is shutting down.
+        # bytes tells that apart from a download cancelled because the crawl is shutting down. A body
+        # over its own cap (a page over max_page_bytes when documents may be larger) is stopped here.
         if request.meta.get(KIND) in ("page", "sitemap"):
             request.meta[RECEIVED] = request.meta.get(RECEIVED, 0) + len(data)
+            limit = request.meta.get(LIMIT)
+            if limit is not None and request.meta[RECEIVED] > limit:
+                raise StopDownload(fail=True)
 
     # -- responses ----------------------------------------------------------------------------
     def parse_page(self, response: Response) -> Iterator[Request | FetchedPage]:
@@ -543,6 +604,10 @@ class ConfigSpider(Spider):
             return
 
         mime = _mime(content_type)
+        document = self._document_by_headers(mime, response.url)
+        if document is not None and (declared_kind(mime) == document or sniff(response.body) == document):
+            yield from self._store_document(row, response, document)
+            return
         is_html = mime in HTML_TYPES if mime else isinstance(response, HtmlResponse)
         if not is_html or not isinstance(response, TextResponse):
             self.counts["not_html"] += 1
@@ -574,6 +639,30 @@ class ConfigSpider(Spider):
             row.body = None
             yield row
 
+    def _store_document(self, row: FetchedPage, response: Response, kind: BodyKind) -> Iterator[FetchedPage]:
+        """A PDF or DOCX response: stored whole for the extraction (which reads it), no links."""
+        if not self.passes_filters(row.final_url):
+            self.counts["filtered"] += 1
+            row.skip_reason = "filtered: URL does not pass source.include/source.exclude"
+            row.skip_kind = SkipKind.FILTERED
+            yield row
+            return
+        try:
+            if not self.dry_run:
+                # No links, but cached all the same: a later 304 for the document needs an entry.
+                self.state.save_links(self.cfg.name, row.final_url, [], (row.etag, row.last_modified))
+        except Exception as exc:
+            logger.warning("could not cache the links of %s: %s", row.final_url, type(exc).__name__)
+        if declared_kind(row.content_type) != kind:  # an opaque type, sniffed: say what it is
+            row.content_type = DOCUMENT_MIME[kind]
+        row.body = response.body
+        if self._keep(row, "pages_stored"):
+            self.counts["documents"] += 1
+            yield row
+        elif row.skip_reason:
+            row.body = None
+            yield row
+
     def _keep(self, row: FetchedPage, category: str) -> bool:
         """Claim a page slot for a 200/304 row; sets skip_reason on a duplicate final URL."""
         if row.final_url in self._finals:
@@ -581,19 +670,19 @@ class ConfigSpider(Spider):
             row.skip_reason = f"duplicate: {row.final_url} is already stored in this run"
             row.skip_kind = SkipKind.DUPLICATE
             return False
-        if self._pages >= self.cfg.source.max_pages:
+        if self._pages >= self.cfg.web.max_pages:
             self.counts["over_limit"] += 1  # fetched while the spider was closing; not stored
             return False
         self._finals.add(row.final_url)
         self._pages += 1
         self.counts[category] += 1
-        if self._pages >= self.cfg.source.max_pages:
+        if self._pages >= self.cfg.web.max_pages:
             self._reach_limit()
         return True
 
     def _reach_limit(self) -> None:
         self.limit_reached = True
-        logger.info("max_pages (%d) reached: closing the spider", self.cfg.source.max_pages)
+        logger.info("max_pages (%d) reached: closing the spider", self.cfg.web.max_pages)
         deferred_from_coro(self.crawler.engine.close_spider_async(reason="max_pages"))
 
     def _extract_links(self, response: TextResponse) -> list[str]:
@@ -632,11 +721,16 @@ class ConfigSpider(Spider):
             category, reason = "robots_disallowed", "disallowed by robots.txt"
         elif isinstance(exc, IgnoreRequest):
             category, reason = "ignored", f"ignored: {exc}"
-        elif isinstance(exc, DownloadCancelledError | CancelledError) and (
-            "max size" in str(exc) or request.meta.get(RECEIVED, 0) > self.cfg.source.max_page_bytes
+        elif isinstance(exc, StopDownload) or (
+            isinstance(exc, DownloadCancelledError | CancelledError)
+            and ("max size" in str(exc) or request.meta.get(RECEIVED, 0) > self.cfg.web.max_page_bytes)
         ):
             category = "too_large"
-            reason = f"too large: over source.max_page_bytes ({self.cfg.source.max_page_bytes} bytes)"
+            source = self.cfg.web
+            if request.meta.get(LIMIT, source.max_page_bytes) == source.max_page_bytes:
+                reason = f"too large: over source.max_page_bytes ({source.max_page_bytes} bytes)"
+            else:
+                reason = f"too large: over source.max_document_bytes ({source.max_document_bytes} bytes)"
         elif isinstance(exc, DownloadCancelledError | CancelledError):
             self.counts["cancelled"] += 1  # in flight when the spider closed (max_pages or shutdown)
             return
@@ -665,7 +759,7 @@ class ConfigSpider(Spider):
             return
         if response.meta.get(ROBOTS):
             found = list(sitemap_urls_from_robots(response.body, base_url=response.url))
-            if not found and self.sitemap_only:
+            if not found and self.listed_only:
                 # The sitemaps are the only source of pages: a wrong robots.txt must not pass for an
                 # empty selection.
                 self._sitemap_failure(asked, "no Sitemap: lines in this robots.txt")
@@ -768,6 +862,9 @@ class ConfigSpider(Spider):
                 "sitemap_failed": list(self._sitemap_failed),
                 "sitemap_older": c["sitemap_older"],  # entries with a <lastmod> before --since
                 "sitemap_undated": c["sitemap_undated"],  # entries --since left out: no usable <lastmod>
+                # follow_links: false: pages not requested, their <lastmod> predates their last fetch
+                "lastmod_unmodified": c["lastmod_unmodified"],
+                "documents": c["documents"],  # PDF/DOCX responses stored (also in pages_stored)
                 "skipped_hosts": [{"host": h, "reason": r} for h, r in sorted(self._skipped_hosts.items())],
             }
         )

@@ -87,7 +87,8 @@ def test_run_without_prefect_summary_adds_up_and_report_explains_each_url(  # ty
     report = json.loads(result.stdout)
     rows = {r["url"].removeprefix(site.url): r for r in report["urls"]}
     assert rows["private/test-kitchen-notes.html"]["kind"] == "robots"
-    assert rows["files/recipe-card.pdf"]["kind"] == "not_html"
+    assert rows["files/recipe-card.pdf"]["outcome"] == "new"  # a PDF is a document (issue 13)
+    assert rows["files/starter-log.txt"]["kind"] == "not_html"
     assert rows["tags.html"]["kind"] == "no_main_text"
     assert rows["guides/starter-print.html"]["outcome"] == "alias"
     assert rows["guides/starter-print.html"]["detail"].endswith("guides/starter.html")

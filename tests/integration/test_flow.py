@@ -30,7 +30,7 @@ def test_ingest_sample_site_then_query_then_unchanged_rerun(prefect_api, site, w
 
     assert summary["status"] == "ok", summary["message"]
     assert summary["pages_fetched"] >= 20 and summary["pages_new"] >= 20
-    assert summary["pages_skipped"] >= 1  # the PDF / image / the page without main text
+    assert summary["pages_skipped"] >= 1  # the text file / the /private/ page / the page without main text
     assert summary["chunks"] > summary["pages_new"]
     assert summary["texts_embedded"] + summary["cache_hits"] <= summary["chunks"]
     assert summary["vectors_written"] == store.count() == len(db.all_chunks(cfg.name))

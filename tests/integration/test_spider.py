@@ -162,7 +162,13 @@ def site_crawl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteCrawl]:
     )
     server.start()
     try:
-        config = crawl_yaml(folder, server.url, sitemaps=[server.url + "robots.txt"], max_page_bytes=2048)
+        config = crawl_yaml(
+            folder,
+            server.url,
+            sitemaps=[server.url + "robots.txt"],
+            max_page_bytes=2048,
+            max_document_bytes=4096,
+        )
         stats = run_spider(config, "rich")
         yield SiteCrawl(stats, fetched(config, "rich"), dict(server.requests), dict(offsite.requests))
     finally:
@@ -217,11 +223,12 @@ def test_non_html_is_recorded_as_skipped_without_body(site_crawl: SiteCrawl) -> 
     notes, report = site_crawl.rows["/notes.txt"], site_crawl.rows["/report.json"]
     assert (notes.status, notes.body, notes.skip_reason) == (200, None, "not html: text/plain")
     assert (report.body, report.skip_reason) == (None, "not html: application/json")
-    # A PDF is asked for and reported (its body is not downloaded: it would exceed the 2 KB cap);
-    # an image link is not even requested.
-    assert site_crawl.rows["/files/card.pdf"].skip_reason == "not html: application/pdf"
+    # A PDF is a document (issue 13), asked for under its own cap: over max_document_bytes, its body is
+    # not downloaded and the row says so. An image link is not even requested.
+    card = site_crawl.rows["/files/card.pdf"]
+    assert (card.body, card.skip_reason) == (None, "too large: over source.max_document_bytes (4096 bytes)")
     assert "/photo.png" not in site_crawl.requests
-    assert site_crawl.stats["not_html"] == 3 and site_crawl.stats["too_large"] == 1
+    assert site_crawl.stats["not_html"] == 2 and site_crawl.stats["too_large"] == 2
 
 
 def test_sitemap_listed_in_robots_txt_finds_orphan_pages(site_crawl: SiteCrawl) -> None:
@@ -250,8 +257,8 @@ def test_redirect_stores_requested_and_final_url(site_crawl: SiteCrawl) -> None:
 
 def test_size_cap_skips_large_pages(site_crawl: SiteCrawl) -> None:
     big = site_crawl.rows["/big.html"]
-    assert big.body is None and "too large" in (big.skip_reason or "")
-    assert site_crawl.stats["too_large"] == 1
+    assert big.body is None and big.skip_reason == "too large: over source.max_page_bytes (2048 bytes)"
+    assert site_crawl.stats["too_large"] == 2  # big.html and the PDF (over max_document_bytes)
 
 
 # -- limits and filters ----------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def _extract_holding(mb: int) -> Document | Skip:
     """In a fresh process: ``_extract_in_worker`` with an ``extract`` that holds ``mb`` MB, then says
     "no main text" (as trafilatura does when it swallowed a failed allocation)."""
 
-    def fake_extract(html: bytes, url: str) -> Skip:
+    def fake_extract(html: bytes, url: str, *_: object) -> Skip:  # content type, document limits
         held = bytearray(mb * 1024 * 1024)
         held[::4096] = b"x" * len(held[::4096])  # touch every page: resident
         return Skip(url, "no main text", SkipKind.NO_MAIN_TEXT)
