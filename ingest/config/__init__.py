@@ -59,7 +59,14 @@ from ingest.config.load import (
     starter_crawl,
 )
 from ingest.config.source import SourceConfig
-from ingest.config.store import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig, StoreConfig
+from ingest.config.store import (
+    ChromaStoreConfig,
+    MemoryStoreConfig,
+    MilvusStoreConfig,
+    PineconeStoreConfig,
+    QdrantStoreConfig,
+    StoreConfig,
+)
 
 __all__ = [
     "DEFAULT_HOME",
@@ -75,9 +82,11 @@ __all__ = [
     "FakeEmbedderConfig",
     "LocalEmbedderConfig",
     "MemoryStoreConfig",
+    "MilvusStoreConfig",
     "OpenAIEmbedderConfig",
     "PageUrl",
     "PineconeStoreConfig",
+    "QdrantStoreConfig",
     "ReembedConfig",
     "SourceConfig",
     "StateConfig",

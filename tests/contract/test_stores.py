@@ -1,5 +1,5 @@
 """One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server,
-and the in-memory store of the fast tier."""
+Qdrant's local mode, Milvus Lite, and the in-memory store of the fast tier."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.config import ChromaStoreConfig, MemoryStoreConfig, PineconeStoreConfig
+from ingest.config import (
+    ChromaStoreConfig,
+    MemoryStoreConfig,
+    MilvusStoreConfig,
+    PineconeStoreConfig,
+    QdrantStoreConfig,
+)
 from ingest.errors import DimensionMismatchError
 from ingest.stores import VectorRecord, VectorStore, make_store
 from tests.servers.chroma_server import chroma_server
@@ -20,6 +26,8 @@ STORES = [
     "chroma-embedded",
     pytest.param("chroma-server", marks=pytest.mark.server),
     pytest.param("pinecone", marks=pytest.mark.server),
+    "qdrant-local",  # default path: $WEBVEC_HOME/qdrant, a fresh one per test
+    "milvus-lite",  # default uri: $WEBVEC_HOME/milvus.db, a fresh one per test
 ]
 
 
@@ -39,7 +47,17 @@ def pinecone_srv() -> Iterator[object]:
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[VectorStore]:
+    s = _make(request, tmp_path, monkeypatch)
+    yield s
+    close = getattr(s, "close", None)
+    if close is not None:  # local modes lock their files, and Milvus Lite runs a server thread
+        close()
+
+
+def _make(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
     name = f"contract-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
     if request.param == "memory":  # each test has its own $WEBVEC_HOME, hence a fresh collection
         return make_store(MemoryStoreConfig(kind="memory"), name)
@@ -50,6 +68,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         s = make_store(ChromaStoreConfig(host=srv.host, port=srv.port), name)
         s.drop()  # the server outlives one test
         return s
+    if request.param == "qdrant-local":
+        return make_store(QdrantStoreConfig(kind="qdrant"), name)
+    if request.param == "milvus-lite":
+        return make_store(MilvusStoreConfig(kind="milvus"), name)
     srv = request.getfixturevalue("pinecone_srv")
     monkeypatch.setenv("PINECONE_API_KEY", srv.api_key)
     s = make_store(PineconeStoreConfig(kind="pinecone", host=srv.url, index="contract"), name)
