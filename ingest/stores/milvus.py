@@ -295,10 +295,15 @@ class MilvusStore:
             return True
         if self._open(create) is None:
             return False
-        self._known = bool(
-            self._call("has collection", lambda c: c.has_collection(self.name, timeout=self.cfg.timeout_s))
-        )
-        return self._known
+        if not self._call(
+            "has collection", lambda c: c.has_collection(self.name, timeout=self.cfg.timeout_s)
+        ):
+            return False
+        # A collection is searchable only while loaded: a server may have released it, and Milvus Lite
+        # opens every collection of a file released. Loading a loaded one does nothing.
+        self._call("load collection", lambda c: c.load_collection(self.name, timeout=self.cfg.timeout_s))
+        self._known = True
+        return True
 
     def ensure(self, dimension: int, metric: str = "cosine", labels: Mapping[str, str] | None = None) -> None:
         """Create the collection (schema, vector index, properties) or check an existing one:
@@ -317,9 +322,6 @@ class MilvusStore:
                 f"{metric!r}: set store.collection to another name or re-embed into a new version"
             )
         self._metric, self._known = have_metric, True
-        # A server may have released it (not loaded: no search, no query); Milvus Lite always serves.
-        if not self.local:
-            self._call("load collection", lambda c: c.load_collection(self.name, timeout=self.cfg.timeout_s))
 
     def _create(self, dimension: int, metric: str, labels: Mapping[str, str]) -> None:
         sdk = _sdk()

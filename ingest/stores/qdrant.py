@@ -38,6 +38,7 @@ Errors
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import inspect
@@ -54,6 +55,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: qdrant-client's own refusal is the only check there
+    fcntl = None  # type: ignore[assignment]
 
 from ingest.config import QdrantStoreConfig, webvec_home
 from ingest.errors import (
@@ -166,22 +172,56 @@ def _open_local(path: Path) -> _Shared:
         if shared is None:
             sdk = _sdk()
             path.mkdir(parents=True, exist_ok=True)
+            if not _lock_free(path):
+                raise _held_elsewhere(path)
             try:
                 # The lock below serialises every call; the client's SQLite may then be used from the
                 # flow's worker threads, not only the one that opened it.
                 client = sdk.QdrantClient(path=str(path), force_disable_check_same_thread=True)
-            except RuntimeError as exc:
+            except RuntimeError as exc:  # taken meanwhile (the probe above is not atomic)
                 if "already accessed" not in str(exc):
                     raise
-                raise TransientError(
-                    f"Qdrant local folder {home_relative(path)} is open in another process (local mode "
-                    "allows one process per folder): wait for it to finish, or run a Qdrant server and "
-                    "set store.url"
-                ) from None
+                raise _held_elsewhere(path) from None
+            if not _LOCAL:
+                atexit.register(_close_all_local)
             shared = _LOCAL[key] = _Shared(client)
             _tune_local(shared)
         shared.users += 1
         return shared
+
+
+def _held_elsewhere(path: Path) -> TransientError:
+    return TransientError(
+        f"Qdrant local folder {home_relative(path)} is open in another process (local mode allows one "
+        "process per folder): wait for it to finish, or run a Qdrant server and set store.url"
+    )
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether no other process holds local mode's lock on ``path`` (an flock on ``.lock``, as
+    qdrant-client takes it through portalocker). Asked first because a client refused the lock leaves
+    its lock file open (a ResourceWarning later)."""
+    lock = path / ".lock"
+    if fcntl is None or not lock.exists():
+        return True
+    with lock.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
+def _close_all_local() -> None:
+    """Close every local client at exit: left to the garbage collector, a client closes during
+    interpreter shutdown, where qdrant-client's close fails to import what it needs and says so."""
+    with _LOCAL_LOCK:
+        shared_all = list(_LOCAL.values())
+        _LOCAL.clear()
+    for shared in shared_all:
+        with shared.lock:
+            shared.client.close()
 
 
 def _release_local(path: Path, shared: _Shared) -> None:
