@@ -335,8 +335,13 @@ class MilvusStore:
             schema.add_field("text", sdk.DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
             schema.add_field("metadata", sdk.DataType.JSON)
             index = c.prepare_index_params()
+            # Older Milvus servers require HNSW's build parameters; these are Milvus' documented defaults.
+            params = {"M": 16, "efConstruction": 200} if self.cfg.index_type == "HNSW" else {}
             index.add_index(
-                field_name="vector", index_type=self.cfg.index_type, metric_type=_METRIC_TYPES[metric]
+                field_name="vector",
+                index_type=self.cfg.index_type,
+                metric_type=_METRIC_TYPES[metric],
+                params=params,
             )
             properties = {"webvec_dimension": str(dimension), "webvec_metric": metric}
             properties.update({k: str(v) for k, v in labels.items()})
