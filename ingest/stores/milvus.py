@@ -324,43 +324,53 @@ class MilvusStore:
         self._metric, self._known = have_metric, True
 
     def _create(self, dimension: int, metric: str, labels: Mapping[str, str]) -> None:
+        """Collection, then vector index, then load: three steps, each retried on its own and each
+        skipped when already done, so a run that failed half-way (or a concurrent one) completes it."""
         sdk = _sdk()
+        timeout = self.cfg.timeout_s
         log.info("creating Milvus collection %s (%d, %s)", self.target, dimension, metric)
+        schema = sdk.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", sdk.DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
+        schema.add_field("doc_id", sdk.DataType.VARCHAR, max_length=MAX_ID_BYTES)
+        schema.add_field("vector", sdk.DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("text", sdk.DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
+        schema.add_field("metadata", sdk.DataType.JSON)
+        properties = {"webvec_dimension": str(dimension), "webvec_metric": metric}
+        properties.update({k: str(v) for k, v in labels.items()})
+        index = sdk.MilvusClient.prepare_index_params()
+        index.add_index(
+            field_name="vector",
+            index_type=self.cfg.index_type,
+            metric_type=_METRIC_TYPES[metric],
+            # Older Milvus servers require HNSW's build parameters; these are Milvus' documented defaults.
+            params={"M": 16, "efConstruction": 200} if self.cfg.index_type == "HNSW" else {},
+        )
 
         def create(c: Any) -> None:
-            schema = sdk.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", sdk.DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
-            schema.add_field("doc_id", sdk.DataType.VARCHAR, max_length=MAX_ID_BYTES)
-            schema.add_field("vector", sdk.DataType.FLOAT_VECTOR, dim=dimension)
-            schema.add_field("text", sdk.DataType.VARCHAR, max_length=MAX_VARCHAR_BYTES)
-            schema.add_field("metadata", sdk.DataType.JSON)
-            index = c.prepare_index_params()
-            # Older Milvus servers require HNSW's build parameters; these are Milvus' documented defaults.
-            params = {"M": 16, "efConstruction": 200} if self.cfg.index_type == "HNSW" else {}
-            index.add_index(
-                field_name="vector",
-                index_type=self.cfg.index_type,
-                metric_type=_METRIC_TYPES[metric],
-                params=params,
-            )
-            properties = {"webvec_dimension": str(dimension), "webvec_metric": metric}
-            properties.update({k: str(v) for k, v in labels.items()})
             try:
                 c.create_collection(
                     self.name,
                     schema=schema,
-                    index_params=index,
                     # Reads see every acknowledged write: the ledger is committed after the store's
                     # acknowledgement, and the next batch lists ids that must include it.
                     consistency_level="Strong",
                     properties=properties,
-                    timeout=self.cfg.timeout_s,
+                    timeout=timeout,
                 )
             except Exception:
-                if not c.has_collection(self.name, timeout=self.cfg.timeout_s):
+                if not c.has_collection(self.name, timeout=timeout):
                     raise  # else created meanwhile by another run: checked like any other
 
+        def add_index(c: Any) -> None:
+            if c.list_indexes(self.name, timeout=timeout):
+                return
+            # sync=False: pymilvus would otherwise poll the build with a call Milvus Lite does not
+            # implement (an error in the log each time); load_collection waits for it anyway.
+            c.create_index(self.name, index, timeout=timeout, sync=False)
+
         self._call("create collection", create)
+        self._call("create index", add_index)
+        self._call("load collection", lambda c: c.load_collection(self.name, timeout=timeout))
 
     def _describe(self) -> dict[str, Any]:
         return dict(

@@ -112,6 +112,18 @@ def test_milvus_keeps_webvec_ids_and_escapes_filters(opened) -> None:  # type: i
     assert [h.id for h in hits] == [f"{odd}#0001"] and hits[0].metadata["doc_id"] == odd
 
 
+def test_milvus_lists_past_its_query_window_with_an_iterator(opened, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ingest.stores.milvus as milvus
+
+    monkeypatch.setattr(milvus, "MAX_QUERY_WINDOW", 10)  # Milvus: 16,384; small here to cross it
+    monkeypatch.setattr(milvus, "LIST_PAGE_SIZE", 7)
+    store = opened(make_store(_cfg("milvus"), "window"))
+    store.ensure(DIM)
+    store.upsert([_rec("big", i) for i in range(25)] + [_rec("other", 99)])
+    assert sorted(store.list_ids("big#")) == [f"big#{i:04d}" for i in range(25)]
+    assert len(store.list_ids()) == 26 and store.list_ids("oth") == ["other#0099"]
+
+
 def test_milvus_trims_text_to_its_varchar_limit(opened) -> None:  # type: ignore[no-untyped-def]
     store = opened(make_store(_cfg("milvus"), "trim"))
     store.ensure(DIM)
