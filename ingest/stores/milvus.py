@@ -56,6 +56,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: Milvus Lite's own refusal is the only check there
+    fcntl = None  # type: ignore[assignment]
+
 from ingest.config import MilvusStoreConfig, webvec_home
 from ingest.config.store import MILVUS_COLLECTION_RE
 from ingest.errors import (
@@ -184,6 +189,22 @@ def _release_lite(path: str) -> None:
     manager.release_server(path)  # unlocks the file for other processes
 
 
+def _lite_free(path: Path) -> bool:
+    """Whether no other process holds Milvus Lite's lock on ``path``. Milvus Lite 3 keeps a folder
+    with an flock on its ``LOCK`` file; asked first, because a refused open logs a traceback. Other
+    layouts (Milvus Lite 2's single file) are left to Milvus Lite's own refusal."""
+    lock = path / "LOCK"
+    if fcntl is None or not lock.is_file():
+        return True
+    with lock.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
 class MilvusStore:
     """One Milvus collection (see :mod:`ingest.stores.milvus`).
 
@@ -260,17 +281,17 @@ class MilvusStore:
                 if not create and not Path(uri).exists():
                     return None
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
+                with _LITE_LOCK:  # open here already: this process holds the lock, not another one
+                    mine = _LITE_USERS.get(os.path.abspath(uri), 0) > 0
+                if not mine and not _lite_free(Path(uri)):
+                    raise self._held_elsewhere(uri)
             try:
                 client = sdk.MilvusClient(uri=uri, token=self._token(), timeout=self.cfg.timeout_s)
             except WebvecError:
                 raise
             except Exception as exc:
                 if self.local and "Open local milvus failed" in str(exc):
-                    raise TransientError(
-                        f"Milvus Lite file {home_relative(uri)} could not be opened; most likely another "
-                        "process holds it (Milvus Lite allows one process per file): wait for it to "
-                        "finish, or run a Milvus server and set store.uri"
-                    ) from None
+                    raise self._held_elsewhere(uri) from None
                 raise map_error(f"Milvus connect ({self.target})", exc, self.cfg.token_env) from exc
             if self.local:
                 key = os.path.abspath(uri)  # pymilvus' Milvus Lite manager keys its instances so
@@ -278,6 +299,14 @@ class MilvusStore:
                     _LITE_USERS[key] = _LITE_USERS.get(key, 0) + 1
             self._client = client
             return client
+
+    @staticmethod
+    def _held_elsewhere(uri: str) -> TransientError:
+        return TransientError(
+            f"Milvus Lite file {home_relative(uri)} could not be opened; most likely another process "
+            "holds it (Milvus Lite allows one process per file): wait for it to finish, or run a Milvus "
+            "server and set store.uri"
+        )
 
     def close(self) -> None:
         """Close the client; Milvus Lite's file is released (for other processes) once no store of it

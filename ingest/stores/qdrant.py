@@ -137,7 +137,6 @@ class _Shared:
     client: Any
     lock: threading.RLock = field(default_factory=threading.RLock)
     users: int = 0
-    tuned: set[int] = field(default_factory=set)  # ids of the SQLite connections already tuned
 
 
 def _tune_local(shared: _Shared) -> None:
@@ -150,13 +149,10 @@ def _tune_local(shared: _Shared) -> None:
     """
     try:
         collections = shared.client._client.collections
-        for collection in list(collections.values()):
+        for collection in list(collections.values()):  # again after a create: both are idempotent
             conn = collection.storage.storage
-            if id(conn) in shared.tuned:
-                continue
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            shared.tuned.add(id(conn))
     except (AttributeError, TypeError) as exc:
         log.debug("could not tune Qdrant local storage: %s", type(exc).__name__)
 
