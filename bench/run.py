@@ -90,7 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edit-fraction", type=float, default=0.01)
     parser.add_argument("--cli-tries", type=int, default=3, help="tries per CLI start-up figure (0: none)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    stores = parser.add_argument_group("stores compared (bench/stores.py), instead of the ingest runs")
+    stores.add_argument("--stores", help="comma-separated: chroma,pgvector,qdrant,milvus,faiss")
+    stores.add_argument("--vectors", type=int, default=10_000)
+    stores.add_argument("--dim", type=int, default=384)
+    stores.add_argument("--chunks-per-page", type=int, default=10)
+    stores.add_argument("--queries", type=int, default=200)
+    stores.add_argument("--listings", type=int, default=500)
     args = parser.parse_args(argv)
+    if args.stores:
+        from bench import stores as store_bench
+
+        os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-stores-")
+        try:
+            rows = store_bench.run(args)
+        finally:
+            shutil.rmtree(os.environ["WEBVEC_HOME"], ignore_errors=True)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(rows, indent=2))
+        return 0
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -1,4 +1,4 @@
-"""The ``webvec`` command: run, plan, query, status, report, verify, and the crawl definitions.
+"""The ``webvec`` command: run, plan, query, status, report, verify, snapshots, the crawl definitions.
 
 Exit codes: 0 success, 1 a run failed (summary still printed), 2 bad input (one line on stderr).
 
@@ -456,6 +456,104 @@ def prune(
     except (RunFailed, WebvecError) as exc:
         raise _fail(str(exc), 1) from None
     out.print(f"{cfg.name}: dropped versions {dropped}" if dropped else f"{cfg.name}: nothing to prune")
+
+
+def _needed(value: str | None, option: str) -> str:
+    # Required options are checked here, not by click: its usage box is several lines.
+    if not value:
+        raise _fail(f"{option} is required: a folder or s3://bucket/prefix")
+    return value
+
+
+@app.command("export")
+def export_cmd(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    fmt: Annotated[str, typer.Option("--format", help="faiss, annoy, parquet or jsonl.")] = "parquet",
+    to: Annotated[str | None, typer.Option("--to", help="A folder or s3://bucket/prefix.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as one JSON object.")] = False,
+) -> None:
+    """Write the live version (ids, vectors, text, metadata) as a new snapshot TO/CRAWL/ID/, with a
+    manifest (model, dimension, metric, count, checksums). Earlier snapshots are kept."""
+    cfg = _load(crawl)
+    _quiet()
+    from ingest.snapshots import export_snapshot
+
+    try:
+        result = export_snapshot(cfg, fmt, _needed(to, "--to"))
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    out.print(
+        f"{cfg.name}: snapshot {result['snapshot_id']} ({fmt}, {result['count']} vectors of version "
+        f"{result['version']}) written to {result['location']}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("import")
+def import_cmd(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    source: Annotated[str | None, typer.Option("--from", help="A folder or s3://bucket/prefix.")] = None,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", metavar="ID", help="A snapshot other than the newest.")
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Overwrite a store that holds vectors: keep only the snapshot's."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Load a parquet or jsonl snapshot into the crawl's configured store (any kind), embedding nothing;
+    the embedding cache is filled too, so later runs embed nothing the snapshot had."""
+    cfg = _load(crawl)
+    _quiet()
+    from ingest.bookkeeping import RunFailed
+    from ingest.snapshots import import_snapshot
+
+    try:
+        result = import_snapshot(cfg, _needed(source, "--from"), snapshot, replace=replace)
+    except RunFailed as exc:
+        raise _fail(str(exc), 1) from None
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    out.print(
+        f"{cfg.name}: snapshot {result['snapshot']} imported into {result['target']}: "
+        f"{result['vectors_written']} vectors written, {result['vectors_deleted']} deleted, 0 texts embedded",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command()
+def snapshots(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    at: Annotated[str | None, typer.Option("--at", help="A folder or s3://bucket/prefix.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as a JSON list.")] = False,
+) -> None:
+    """The snapshots of a crawl at a folder or S3 prefix, oldest first."""
+    cfg = _load(crawl)
+    from ingest.snapshots import list_snapshots
+
+    try:
+        found = list_snapshots(cfg, _needed(at, "--at"))
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    if as_json:
+        print(json.dumps(found, default=str))
+        return
+    table = Table("snapshot", "format", "version", "model", "vectors", "created", title=f"{cfg.name} at {at}")
+    for m in found:
+        model = f"{m.get('model', '?')} ({m['model_key']})"
+        table.add_row(
+            m["snapshot_id"], m["format"], str(m.get("version")), model, str(m["count"]), m.get("created_at")
+        )
+    out.print(table)
 
 
 @app.command()

@@ -6,17 +6,24 @@ loads here — the model loads when a text must be embedded, the store's client 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+from pydantic import TypeAdapter
 
 from ingest import chunking
 from ingest.batch import BatchKeys, Extractor
-from ingest.config import CrawlConfig
+from ingest.config import CrawlConfig, StoreConfig, webvec_home
 from ingest.embedders import Embedder, make_embedder
+from ingest.errors import ConfigError
 from ingest.extract_pool import Extractor as PoolExtractor
 from ingest.ids import model_key
 from ingest.model import VersionStatus
-from ingest.state import StateDB
+from ingest.paths import HOME_TOKEN, expand
+from ingest.state import StateDB, VersionRow
 from ingest.stores import VectorStore, make_store
+
+_STORE_SETTINGS: TypeAdapter[StoreConfig] = TypeAdapter(StoreConfig)
 
 
 @dataclass
@@ -71,6 +78,45 @@ def live_version_number(cfg: CrawlConfig, db: StateDB) -> int:
     return live["version"] if live else 1
 
 
+def store_settings_json(settings: StoreConfig) -> str:
+    """The store settings as recorded with a version: JSON, secret-free (settings name environment
+    variables, never hold keys), locations under $WEBVEC_HOME written relative to it."""
+    home = str(webvec_home())
+
+    def relative(value: object) -> object:
+        inside = isinstance(value, str) and (value == home or value.startswith(home + "/"))
+        return HOME_TOKEN + value[len(home) :] if inside and isinstance(value, str) else value
+
+    data = {k: relative(v) for k, v in settings.model_dump(mode="json", by_alias=True).items()}
+    return json.dumps(data, sort_keys=True)
+
+
+def store_of_version(cfg: CrawlConfig, row: VersionRow | None, number: int) -> VectorStore:
+    """The store of version ``number``: the crawl definition's ``store:`` while it still names the
+    version's recorded location (so changed timeouts or concurrency apply), else the settings recorded
+    with the version (the definition moved to another store since)."""
+    current = make_store(cfg.store, cfg.name, number)
+    if row is None or current.target == row["target"] or not row["store"]:
+        return current
+    recorded = {k: expand(v) if isinstance(v, str) else v for k, v in json.loads(row["store"]).items()}
+    return make_store(_STORE_SETTINGS.validate_python(recorded), cfg.name, number)
+
+
+def store_changed(env: RunEnv) -> bool:
+    """True when the crawl definition's ``store:`` names another location than the live version's
+    (say Chroma → pgvector): the next run moves the live chunks into a new version there."""
+    live = env.db.live_version(env.cfg.name)
+    if live is None or make_store(env.cfg.store, env.cfg.name, live["version"]).target == live["target"]:
+        return False
+    if live["pinned"]:
+        raise ConfigError(
+            f"store: {env.cfg.name} was rolled back to version {live['version']} ({live['target']}) but "
+            "the crawl definition names another store: revert the store settings, or run "
+            f"`webvec reembed {env.cfg.name}` to build a new version in the new store"
+        )
+    return True
+
+
 def make_env(
     cfg: CrawlConfig,
     db: StateDB | None = None,
@@ -83,7 +129,8 @@ def make_env(
     embedder.check()
     db = db or StateDB(cfg.state_url())
     number = version or live_version_number(cfg, db)
-    store = make_store(cfg.store, cfg.name, number)
+    row = next((v for v in db.versions(cfg.name) if v["version"] == number), None)
+    store = store_of_version(cfg, row, number)
     store.check()
     if extractor is None:
         x = cfg.extract
@@ -95,8 +142,23 @@ def ensure_store(env: RunEnv) -> None:
     """Create the live store if needed, and record version 1 the first time a crawl writes, so a
     first run that fails before writing leaves no version pointing at nothing."""
     env.store.ensure(env.embedder.dimension, env.metric, env.labels())
-    if not env.db.versions(env.cfg.name):
-        keys = env.keys
+    keys = env.keys
+    versions = env.db.versions(env.cfg.name)
+    if not versions:
+        settings = store_settings_json(env.cfg.store)
         env.db.add_version(
-            keys.crawl, env.version, env.store.target, keys.model_key, keys.chunk_key, VersionStatus.LIVE
+            keys.crawl,
+            env.version,
+            env.store.target,
+            keys.model_key,
+            keys.chunk_key,
+            VersionStatus.LIVE,
+            settings,
+        )
+        return
+    live = next((v for v in versions if v["version"] == env.version), None)
+    if live is not None and not live["store"] and live["target"] == env.store.target:
+        # A version recorded before store settings were kept: record them while they still match.
+        env.db.set_version_status(
+            keys.crawl, env.version, VersionStatus(live["status"]), store=store_settings_json(env.cfg.store)
         )

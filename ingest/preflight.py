@@ -31,6 +31,7 @@ from ingest.config import (
     CrawlConfig,
     MilvusStoreConfig,
     OpenAIEmbedderConfig,
+    PgvectorStoreConfig,
     PineconeStoreConfig,
     QdrantStoreConfig,
     sqlite_file,
@@ -143,6 +144,8 @@ def _environment(cfg: CrawlConfig) -> list[Problem]:
         needed.append(("embedder.api_key_env", cfg.embedder.api_key_env, "the OpenAI API key"))
     if isinstance(cfg.store, PineconeStoreConfig):
         needed.append(("store.api_key_env", cfg.store.api_key_env, "the Pinecone API key"))
+    if isinstance(cfg.store, PgvectorStoreConfig):
+        needed.append(("store.url_env", cfg.store.url_env, "the PostgreSQL URL of the pgvector store"))
     if isinstance(cfg.store, QdrantStoreConfig) and cfg.store.api_key_env:
         needed.append(("store.api_key_env", cfg.store.api_key_env, "the Qdrant API key"))
     if isinstance(cfg.store, MilvusStoreConfig) and cfg.store.token_env:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
+from ingest.ahead import ExtractAhead
 from ingest.batch import (
+    Extracted,
     SkipRecord,
     chunk_documents,
     commit_batch,
@@ -31,7 +34,7 @@ from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded
 from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path
 from ingest.dedup import NearDuplicateIndex
 from ingest.deletions import finish_deletions, sweep_repeated_chunks
-from ingest.env import RunEnv, ensure_store, make_env
+from ingest.env import RunEnv, ensure_store, make_env, store_changed
 from ingest.errors import ConfigError, WebvecError
 from ingest.model import RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
@@ -152,10 +155,13 @@ def process_batch(
     hooks: Hooks,
     *,
     write: bool = True,
+    extracted: Extracted | None = None,
 ) -> None:
-    """Stages 2–7 for one batch of fetched pages (stage 6–7 only count when ``write`` is off)."""
+    """Stages 2–7 for one batch of fetched pages (stage 6–7 only count when ``write`` is off).
+    ``extracted``: stage 2's result when it already ran (overlapped with the previous batch)."""
     keys = env.keys
-    extracted = _timed(summary, hooks, "extract", extract_pages, pages, env.extractor)
+    if extracted is None:
+        extracted = _timed(summary, hooks, "extract", extract_pages, pages, env.extractor)
     hooks.progress("fetched", len(pages))
     outcomes: list[OutcomeRow] = extracted.tally(summary)
     state.seen |= extracted.seen
@@ -281,17 +287,26 @@ def crawl_and_sync(
         crawl_path, summary.run_id, page_store=page_store.url, mode=mode, dry_run=not write
     )
     summary.spider_log = handle.log_path
+    # Stage 2 of the next batch runs while this thread takes the current one through stages 3–7, so
+    # extraction (worker processes) overlaps embedding and writing. One batch ahead at most: the
+    # queue is bounded, and a slow embedder holds the crawl's pages in the page store, not in memory.
+    ahead = ExtractAhead(env, summary, hooks)
     try:
         seq = 0
+        pending: tuple[list[FetchedPage], Future[tuple[Extracted, float]]] | None = None
         while True:
             finished = handle.finished()
             pages = page_store.fetched_after(summary.run_id, seq, limit=BATCH_PAGES)
             if pages:
                 seq = pages[-1].seq
-                process_batch(env, pages, state, summary, hooks, write=write)
-            elif finished:
-                break
-            else:
+            following = (pages, ahead.submit(pages)) if pages else None
+            if pending is not None:
+                batch, future = pending
+                process_batch(env, batch, state, summary, hooks, write=write, extracted=ahead.result(future))
+            pending = following
+            if pending is None and not pages:
+                if finished:
+                    break
                 time.sleep(POLL_SECONDS)
             if heartbeat is not None:
                 heartbeat.check()
@@ -299,6 +314,8 @@ def crawl_and_sync(
     except BaseException:
         handle.stop()
         raise
+    finally:
+        ahead.close()
     summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
     summary.crawl_complete = stats.complete and mode.whole_site
     if not mode.whole_site and _report_selection(env.cfg, mode, stats, summary):
@@ -355,9 +372,11 @@ def run_ingest(
         with recorded_run(env.db, summary, hooks, finish) as heartbeat:
             from ingest.versions import model_changed, rebuild_version
 
-            if model_changed(env):
+            if model_changed(env) or store_changed(env):
                 # The embedder changed: move every stored chunk to a new version first, so this run
-                # writes into a store that holds one model's vectors only.
+                # writes into a store that holds one model's vectors only. The store changed: the
+                # same, from the embedding cache (nothing is embedded again), and the old store stays
+                # as the previous version until pruned, so `rollback` goes back.
                 rebuild_version(env, summary, hooks)
                 env = make_env(cfg, env.db)
                 summary.target, summary.model_key = env.store.target, env.keys.model_key

@@ -17,14 +17,13 @@ from ingest.batch import Chunked, Embedded, chunk_documents, embed_chunks
 from ingest.bookkeeping import Hooks
 from ingest.chunking import HEADING_SEPARATOR, Chunk
 from ingest.config import CrawlConfig
-from ingest.env import RunEnv, make_env
+from ingest.env import RunEnv, make_env, store_of_version, store_settings_json
 from ingest.errors import ConfigError, PermanentError
 from ingest.extract import Document
 from ingest.model import PageStatus, VersionStatus
 from ingest.records import chunk_rows_of, make_record
 from ingest.run import BATCH_PAGES
 from ingest.state import ChunkRow, NewChunk, PageRow, StateDB, utcnow
-from ingest.stores import make_store
 from ingest.summary import RunSummary
 
 
@@ -111,7 +110,15 @@ def rebuild_version(env: RunEnv, summary: RunSummary, hooks: Hooks | None = None
     new.store.drop()  # leftovers of an earlier, failed build of this number
     new.store.ensure(new.embedder.dimension, new.metric, new.labels())
     keys = new.keys
-    db.add_version(cfg.name, number, new.store.target, keys.model_key, keys.chunk_key, VersionStatus.BUILDING)
+    db.add_version(
+        cfg.name,
+        number,
+        new.store.target,
+        keys.model_key,
+        keys.chunk_key,
+        VersionStatus.BUILDING,
+        store_settings_json(cfg.store),
+    )
     pages = [r for r in db.all_pages(cfg.name, PageStatus.LIVE) if r["text"]]
     stamp = utcnow()
     rows: list[NewChunk] = []
@@ -196,7 +203,7 @@ def prune(cfg: CrawlConfig, db: StateDB, keep_previous: bool = False) -> list[in
             candidates = [v for v in candidates if v is not newest]
     dropped = []
     for v in candidates:
-        store = make_store(cfg.store, cfg.name, v["version"])
+        store = store_of_version(cfg, v, v["version"])
         store.drop()
         db.forget_target(store.target)
         db.set_version_status(cfg.name, v["version"], VersionStatus.PRUNED)

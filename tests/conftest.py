@@ -24,6 +24,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from hypothesis import HealthCheck, settings
 
 from bench.serve import StaticServer
+from tests.servers.pgvector_server import pgvector_server  # noqa: F401 - a session fixture for every tier
 
 # Property tests check what the code does, never how fast: no deadline, and no health check on slow
 # data generation (the test machine may be busy; `make bench` measures speed).
@@ -36,7 +37,12 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SITE = REPO / "bench" / "site"
 
 SLOW_REASONS = ("model", "server")
-FIXTURE_MARKERS = {"local_embedder": "model", "prefect_api": "server", "serve_dir": "server"}
+FIXTURE_MARKERS = {
+    "local_embedder": "model",
+    "prefect_api": "server",
+    "serve_dir": "server",
+    "pgvector_server": "server",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects anything

@@ -1,10 +1,11 @@
-"""``embedder:`` of a crawl definition: one model per kind (local, openai, fake), told apart by ``kind``."""
+"""``embedder:`` of a crawl definition: one model per kind (local, openai, static, fake), told apart by
+``kind``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.config._base import _check_env_name, _check_http_url, _Strict
 
@@ -34,6 +35,17 @@ class LocalEmbedderConfig(_Strict):
         le=_MAX_INPUT_TOKENS,
         description="Input limit of the model in tokens; default: the model's own max_seq_length.",
     )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="fp32, or int8: the model's matrix products quantized to 8 bits (ONNX Runtime, CPU; "
+        "made offline from the model on first use). int8 vectors get another model_key.",
+    )
+
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> LocalEmbedderConfig:
+        if self.precision == "int8" and self.device not in (None, "cpu"):
+            raise ValueError(f"precision int8 runs on the CPU (ONNX Runtime): remove device {self.device!r}")
+        return self
 
 
 class OpenAIEmbedderConfig(_Strict):
@@ -117,9 +129,27 @@ class FakeEmbedderConfig(_Strict):
     )
 
 
+class StaticEmbedderConfig(_Strict):
+    """SIF-weighted mean of pretrained word vectors (GloVe): no neural network, ~50x MiniLM's speed."""
+
+    kind: Literal["static"] = Field(description="static: averaged pretrained word vectors (no model).")
+    vectors: Literal["glove-6b-50d"] = Field(
+        "glove-6b-50d", description="Word vectors: glove-6b-50d (GloVe 6B, 50 dimensions; offline package)."
+    )
+    # SIF's paper finds a in [1e-4, 1e-3] best across tasks; outside [1e-6, 1] every word weighs ~0 or ~1.
+    sif_a: float = Field(
+        1e-3, ge=1e-6, le=1.0, description="SIF weight parameter a: a word weighs a/(a+p(w)) (1e-6 to 1)."
+    )
+    max_input_tokens: int = Field(
+        512, ge=8, le=_MAX_INPUT_TOKENS, description="Longest input, in words and marks (8-32768)."
+    )
+    batch_size: int = Field(256, ge=1, le=4096, description="Texts per progress step (1-4096).")
+
+
 EmbedderConfig = Annotated[
-    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig,
+    LocalEmbedderConfig | OpenAIEmbedderConfig | FakeEmbedderConfig | StaticEmbedderConfig,
     Field(
-        discriminator="kind", description="How texts become vectors: kind local (default), openai or fake."
+        discriminator="kind",
+        description="How texts become vectors: kind local (default), openai, static or fake.",
     ),
 ]

@@ -1,5 +1,5 @@
-"""``store:`` of a crawl definition: one model per kind (chroma, pinecone, qdrant, milvus, memory), told
-apart by ``kind``."""
+"""``store:`` of a crawl definition: one model per kind (chroma, pinecone, pgvector, qdrant, milvus,
+memory), told apart by ``kind``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from ingest.config._base import _check_env_name, _check_http_url, _Strict, under_home
+
+# PostgreSQL: an identifier that needs no quoting in SQL (lowercase, so psql users type it as is); at
+# most 63 bytes (NAMEDATALEN - 1: longer names are silently truncated by the server).
+_SQL_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
 _CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
@@ -98,6 +102,74 @@ class PineconeStoreConfig(_Strict):
     @classmethod
     def _host(cls, url: str | None) -> str | None:
         return None if url is None else _check_http_url(url)
+
+
+class PgvectorStoreConfig(_Strict):
+    """PostgreSQL with the pgvector extension: one table per crawl version (see ingest.stores.pgvector)."""
+
+    kind: Literal["pgvector"] = Field(description="pgvector: a table in PostgreSQL with pgvector.")
+    url_env: str = Field(
+        "WEBVEC_PGVECTOR_URL",
+        description="Name of the environment variable holding the PostgreSQL URL "
+        "(postgresql://user:password@host:5432/db; a SQLAlchemy postgresql+psycopg:// URL works too); "
+        "never the URL itself, which may hold a password.",
+    )
+    table: str | None = Field(
+        None,
+        description="Table of version 1 (later versions: <table>__v2, ...); lowercase letters, digits "
+        "and '_'. Default: the crawl's name.",
+    )
+    # ``schema`` is the YAML key (and the constructor's), but pydantic's BaseModel has a deprecated
+    # ``schema`` method that a field of that name would shadow (a warning at import): hence the alias.
+    db_schema: str = Field(
+        "public", alias="schema", description="Schema of the table (created when missing)."
+    )
+    index: Literal["hnsw", "ivfflat", "none"] = Field(
+        "hnsw",
+        description="Vector index: hnsw (default), ivfflat (built once the table holds 10,000 rows), "
+        "or none (exact search).",
+    )
+    metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        "cosine", description="Similarity metric of a new table (and its index)."
+    )
+    # pgvector's own bounds (src/hnsw.h: HNSW_MIN_M..HNSW_MAX_M, ef_construction 4-1000, at least 2*m).
+    hnsw_m: int = Field(16, ge=2, le=100, description="HNSW: links per node of a new index (2-100).")
+    hnsw_ef_construction: int = Field(
+        64,
+        ge=4,
+        le=1000,
+        description="HNSW: candidate list size while building a new index (4-1000, at least 2 * hnsw_m).",
+    )
+    # Same bounds as Pinecone's: a statement hung for 10 minutes, or retries for an hour, are outages.
+    timeout_s: float = Field(
+        30.0,
+        ge=0.1,
+        le=600,
+        description="Seconds to connect, and that one statement may run before it is retried (0.1-600).",
+    )
+    retry_budget_s: float = Field(
+        120.0,
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
+    )
+
+    _env = field_validator("url_env")(_check_env_name)
+
+    @field_validator("table", "db_schema")
+    @classmethod
+    def _identifier(cls, name: str | None) -> str | None:
+        if name is not None and not _SQL_IDENT_RE.match(name):
+            raise ValueError(
+                f"invalid SQL name {name!r}: 1-63 lowercase letters, digits or '_', not starting with a digit"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _ef_construction(self) -> PgvectorStoreConfig:
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError("hnsw_ef_construction must be at least 2 * hnsw_m (pgvector refuses less)")
+        return self
 
 
 class QdrantStoreConfig(_Strict):
@@ -242,9 +314,15 @@ class MemoryStoreConfig(_Strict):
 
 
 StoreConfig = Annotated[
-    ChromaStoreConfig | PineconeStoreConfig | QdrantStoreConfig | MilvusStoreConfig | MemoryStoreConfig,
+    ChromaStoreConfig
+    | PineconeStoreConfig
+    | PgvectorStoreConfig
+    | QdrantStoreConfig
+    | MilvusStoreConfig
+    | MemoryStoreConfig,
     Field(
         discriminator="kind",
-        description="Where the vectors go: kind chroma (default), pinecone, qdrant, milvus or memory.",
+        description="Where the vectors go: kind chroma (default), pinecone, pgvector, qdrant, milvus or "
+        "memory.",
     ),
 ]

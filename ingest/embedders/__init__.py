@@ -12,6 +12,7 @@ from ingest.embedders.base import Embedder, Vectors, validate_vectors
 EMBEDDERS: dict[str, str] = {
     "local": "ingest.embedders.local:LocalEmbedder",
     "openai": "ingest.embedders.openai:OpenAIEmbedder",
+    "static": "ingest.embedders.static:StaticEmbedder",
     "fake": "ingest.embedders.fake:FakeEmbedder",  # deterministic, no model: for tests
 }
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the re
     from ingest.embedders.fake import FakeEmbedder
     from ingest.embedders.local import LocalEmbedder
     from ingest.embedders.openai import OpenAIEmbedder
+    from ingest.embedders.static import StaticEmbedder
 
-    _conforming: tuple[type[Embedder], ...] = (FakeEmbedder, LocalEmbedder, OpenAIEmbedder)
+    _conforming: tuple[type[Embedder], ...] = (FakeEmbedder, LocalEmbedder, OpenAIEmbedder, StaticEmbedder)
 
 __all__ = ["EMBEDDERS", "Embedder", "Vectors", "make_embedder", "validate_vectors"]

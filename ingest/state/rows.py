@@ -121,6 +121,7 @@ class VersionRow(TypedDict):
     vectors: int | None
     created_at: datetime
     activated_at: datetime | None
+    store: str | None  # the store settings, JSON (None in versions recorded before they were kept)
 
 
 class OutcomeRow(TypedDict):

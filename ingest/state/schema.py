@@ -186,6 +186,9 @@ versions = sa.Table(
     sa.Column("vectors", sa.Integer),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("activated_at", sa.DateTime(timezone=True)),
+    # The `store:` settings the version was written with (JSON, secret-free: env var names only), so a
+    # version stays reachable after the crawl definition moves to another store.
+    sa.Column("store", sa.Text),
 )
 
 

@@ -38,8 +38,10 @@ class VersionsMixin:
         model_key: str,
         chunk_key: str,
         status: VersionStatus,
+        store: str | None = None,
     ) -> None:
-        """Record a new version (``building`` until cut over, or ``live`` for a crawl's first)."""
+        """Record a new version (``building`` until cut over, or ``live`` for a crawl's first);
+        ``store`` is the JSON of the store settings it is written with."""
         now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
@@ -54,6 +56,7 @@ class VersionsMixin:
                     pinned=False,
                     created_at=now,
                     activated_at=now if status == VersionStatus.LIVE else None,
+                    store=store,
                 )
             )
 

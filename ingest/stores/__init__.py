@@ -15,6 +15,7 @@ STORES: dict[str, str] = {
     "pinecone": "ingest.stores.pinecone:for_crawl",
     "qdrant": "ingest.stores.qdrant:QdrantStore.for_crawl",
     "milvus": "ingest.stores.milvus:MilvusStore.for_crawl",
+    "pgvector": "ingest.stores.pgvector:PgvectorStore.for_crawl",
     "memory": "ingest.stores.memory:MemoryStore.for_crawl",  # this process only, not persistent: tests
 }
 
@@ -34,12 +35,14 @@ if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the re
     from ingest.stores.chroma import ChromaStore
     from ingest.stores.memory import MemoryStore
     from ingest.stores.milvus import MilvusStore
+    from ingest.stores.pgvector import PgvectorStore
     from ingest.stores.pinecone import PineconeStore
     from ingest.stores.qdrant import QdrantStore
 
     _conforming: tuple[type[VectorStore], ...] = (
         ChromaStore,
         MemoryStore,
+        PgvectorStore,
         PineconeStore,
         QdrantStore,
         MilvusStore,

@@ -8,13 +8,19 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from ingest.config import FakeEmbedderConfig, LocalEmbedderConfig, OpenAIEmbedderConfig
+from ingest.config import (
+    FakeEmbedderConfig,
+    LocalEmbedderConfig,
+    OpenAIEmbedderConfig,
+    StaticEmbedderConfig,
+)
 from ingest.embedders import Embedder, make_embedder
 
 EMBEDDERS = [
     pytest.param("local", marks=pytest.mark.model),
     pytest.param("openai", marks=pytest.mark.server),
     "fake",
+    "static",
 ]
 
 
@@ -30,6 +36,8 @@ def openai_srv() -> Iterator[object]:
 def embedder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Embedder:
     if request.param == "fake":
         return make_embedder(FakeEmbedderConfig(kind="fake"))
+    if request.param == "static":
+        return make_embedder(StaticEmbedderConfig(kind="static"))
     if request.param == "local":
         return request.getfixturevalue("local_embedder")  # type: ignore[no-any-return]
     srv = request.getfixturevalue("openai_srv")

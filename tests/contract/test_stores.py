@@ -1,5 +1,6 @@
 """One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server,
-Qdrant's local mode, Milvus Lite, and the in-memory store of the fast tier."""
+PostgreSQL with pgvector, Qdrant's local mode, Milvus Lite, and the in-memory store of the fast
+tier."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from ingest.config import (
     ChromaStoreConfig,
     MemoryStoreConfig,
     MilvusStoreConfig,
+    PgvectorStoreConfig,
     PineconeStoreConfig,
     QdrantStoreConfig,
 )
 from ingest.errors import DimensionMismatchError
 from ingest.stores import VectorRecord, VectorStore, make_store
 from tests.servers.chroma_server import chroma_server
+from tests.servers.pgvector_server import PgvectorServer
 
 DIM = 8
 STORES = [
@@ -26,6 +29,7 @@ STORES = [
     "chroma-embedded",
     pytest.param("chroma-server", marks=pytest.mark.server),
     pytest.param("pinecone", marks=pytest.mark.server),
+    pytest.param("pgvector", marks=pytest.mark.server),
     "qdrant-local",  # default path: $WEBVEC_HOME/qdrant, a fresh one per test
     "milvus-lite",  # default uri: $WEBVEC_HOME/milvus.db, a fresh one per test
 ]
@@ -44,6 +48,12 @@ def pinecone_srv() -> Iterator[object]:
     srv = start_pinecone_server()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def pgvector_db(pgvector_server: PgvectorServer) -> str:
+    """A database of the session's PostgreSQL for this module; its URL."""
+    return pgvector_server.create_database()
 
 
 @pytest.fixture(params=STORES)
@@ -67,6 +77,12 @@ def _make(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         srv = request.getfixturevalue("chroma_srv")
         s = make_store(ChromaStoreConfig(host=srv.host, port=srv.port), name)
         s.drop()  # the server outlives one test
+        return s
+    if request.param == "pgvector":
+        monkeypatch.setenv("WEBVEC_PGVECTOR_URL", request.getfixturevalue("pgvector_db"))
+        s = make_store(PgvectorStoreConfig(kind="pgvector"), name)
+        s.drop()  # the database outlives one test
+        request.addfinalizer(s.close)  # type: ignore[attr-defined]
         return s
     if request.param == "qdrant-local":
         return make_store(QdrantStoreConfig(kind="qdrant"), name)

@@ -190,13 +190,21 @@ def _wrote_some(cfg) -> bool:  # type: ignore[no-untyped-def]
             return False
 
 
-@pytest.mark.parametrize("store_kind", ["chroma", "qdrant", "milvus"])
-def test_kill_9_mid_run_then_rerun_converges(store_kind, tmp_path, serve_dir, write_crawl) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("store_kind", ["chroma", "pgvector", "qdrant", "milvus"])
+def test_kill_9_mid_run_then_rerun_converges(
+    tmp_path, serve_dir, write_crawl, store_kind, request, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "site"
     shutil.copytree(Path(__file__).resolve().parents[2] / "bench" / "site", root)
     server = serve_dir(root)
     crawl = write_crawl(server.url, name="killed", store={"kind": store_kind})
     env = {"PREFECT_API_URL": ""}  # the CLI runs the crawl itself, without Prefect
+    clean_env = {**env, "WEBVEC_HOME": str(tmp_path / "clean-home")}
+    if store_kind == "pgvector":  # a database for the runs, another for the clean run
+        pg = request.getfixturevalue("pgvector_server")
+        env["WEBVEC_PGVECTOR_URL"] = pg.create_database()
+        clean_env["WEBVEC_PGVECTOR_URL"] = pg.create_database()
+        monkeypatch.setenv("WEBVEC_PGVECTOR_URL", env["WEBVEC_PGVECTOR_URL"])  # for the checks below
     cfg = load_crawl(crawl)
     proc = _webvec("run", str(crawl), "--json", env=env)
     deadline = time.monotonic() + 120
@@ -219,7 +227,6 @@ def test_kill_9_mid_run_then_rerun_converges(store_kind, tmp_path, serve_dir, wr
     assert set(in_store) == ledger  # no orphans, nothing missing
 
     # The same as a clean run from scratch into another home.
-    clean_env = {**env, "WEBVEC_HOME": str(tmp_path / "clean-home")}
     clean = _webvec("run", str(crawl), "--json", env=clean_env)
     clean.communicate(timeout=300)
     assert clean.returncode == 0

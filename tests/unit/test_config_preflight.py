@@ -115,3 +115,11 @@ def test_unset_environment_variables_are_warnings(monkeypatch: pytest.MonkeyPatc
     )
     assert problems == [Problem("warning", "state.url_env", problems[0].message)]
     assert "other.db is outside $WEBVEC_HOME" in problems[0].message
+
+
+def test_an_unset_pgvector_url_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBVEC_PGVECTOR_URL", raising=False)
+    [problem] = preflight(cfg(store={"kind": "pgvector"}))
+    assert problem.field == "store.url_env" and "WEBVEC_PGVECTOR_URL is not set" in problem.message
+    monkeypatch.setenv("WEBVEC_PGVECTOR_URL", "postgresql://u:pw@db/vectors")
+    assert preflight(cfg(store={"kind": "pgvector"})) == []
