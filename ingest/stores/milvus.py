@@ -27,8 +27,10 @@ Milvus Lite
     One process per ``.db``: Milvus Lite locks its file, so another process holding it is a
     :class:`TransientError` saying so (use a Milvus server for concurrent access). In this process
     every store of one file shares pymilvus' one Milvus Lite instance, released by
-    :meth:`MilvusStore.close` once the last store of that file closes. Counting uses ``count(*)`` with
-    strong consistency, which sees unflushed writes (collection statistics would need a flush first).
+    :meth:`MilvusStore.close` once the last store of that file closes. Every upsert and delete is
+    flushed (Milvus Lite scans unflushed rows on every read: ~10x slower reads without). Counting uses
+    ``count(*)`` with strong consistency, which sees unflushed writes on a server too (collection
+    statistics would need a flush first).
 
 Errors
     Requests go through :func:`ingest.vendor.call_with_retries` within one budget of
@@ -492,6 +494,7 @@ class MilvusStore:
                 ),
                 budget=budget,
             )
+        self._flush_lite()
         return len(unique)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -509,7 +512,16 @@ class MilvusStore:
                 ),
                 budget=budget,
             )
+        self._flush_lite()
         return len(ids)
+
+    def _flush_lite(self) -> None:
+        """Milvus Lite: seal what was just written. Until then its rows sit in an in-memory table that
+        every read scans (count, list, search: ~300 ms each at 10,000 rows here, ~10-140 ms after a
+        flush), and the flush of one batch's rows takes milliseconds. A server seals segments on its
+        own, and limits the rate of explicit flushes, so it is not asked."""
+        if self.local:
+            self._call("flush", lambda c: c.flush(self.name, timeout=self.cfg.timeout_s))
 
     def drop(self) -> None:
         """Drop the collection (nothing happens when it does not exist)."""
