@@ -7,10 +7,11 @@ module checks what it means here and now:
   private, link-local or reserved address while ``source.allow_private_networks`` is false. The spider
   would refuse every request and the run would end with nothing fetched; better to say so before. A
   name counts by what it resolves to (:func:`ingest.urls.is_private_host`), as the spider decides.
-- **warnings** (legitimate, but worth a line): ``store.path`` or a SQLite state DB outside
-  ``$WEBVEC_HOME`` (relative paths are already taken from it, so only an absolute path lands here:
-  that data is not moved, backed up or cleaned up with the rest of webvec's state); an environment
-  variable the definition names (``state.url_env``, ``api_key_env``) that is not set in this shell.
+- **warnings** (legitimate, but worth a line): ``store.path`` (``store.uri`` of Milvus Lite) or a
+  SQLite state DB outside ``$WEBVEC_HOME`` (relative paths are already taken from it, so only an
+  absolute path lands here: that data is not moved, backed up or cleaned up with the rest of webvec's
+  state); an environment variable the definition names (``state.url_env``, ``api_key_env``,
+  ``token_env``) that is not set in this shell.
 
 Use :func:`check` in a command: it raises one :class:`~ingest.errors.ConfigError` line for all errors
 and returns the warnings to print.
@@ -28,9 +29,11 @@ from urllib.parse import urlsplit
 from ingest.config import (
     ChromaStoreConfig,
     CrawlConfig,
+    MilvusStoreConfig,
     OpenAIEmbedderConfig,
     PgvectorStoreConfig,
     PineconeStoreConfig,
+    QdrantStoreConfig,
     SourceConfig,
     sqlite_file,
     webvec_home,
@@ -110,6 +113,10 @@ def _locations(cfg: CrawlConfig) -> list[Problem]:
     found: list[tuple[str, Path]] = []
     if isinstance(cfg.store, ChromaStoreConfig) and cfg.store.host is None and cfg.store.path:
         found.append(("store.path", Path(cfg.store.path)))
+    if isinstance(cfg.store, QdrantStoreConfig) and cfg.store.url is None and cfg.store.path:
+        found.append(("store.path", Path(cfg.store.path)))
+    if isinstance(cfg.store, MilvusStoreConfig) and cfg.store.uri and cfg.store.uri.endswith(".db"):
+        found.append(("store.uri", Path(cfg.store.uri)))
     if cfg.state.url_env:
         url = os.environ.get(cfg.state.url_env)
         where = sqlite_file(url) if url else None
@@ -141,6 +148,10 @@ def _environment(cfg: CrawlConfig) -> list[Problem]:
         needed.append(("store.api_key_env", cfg.store.api_key_env, "the Pinecone API key"))
     if isinstance(cfg.store, PgvectorStoreConfig):
         needed.append(("store.url_env", cfg.store.url_env, "the PostgreSQL URL of the pgvector store"))
+    if isinstance(cfg.store, QdrantStoreConfig) and cfg.store.api_key_env:
+        needed.append(("store.api_key_env", cfg.store.api_key_env, "the Qdrant API key"))
+    if isinstance(cfg.store, MilvusStoreConfig) and cfg.store.token_env:
+        needed.append(("store.token_env", cfg.store.token_env, "the Milvus token"))
     return [
         Problem("warning", field, f"environment variable {name} is not set; a run needs {what} in it")
         for field, name, what in needed

@@ -63,8 +63,10 @@ from ingest.config.source import ApifyDatasetSourceConfig, SourceConfig
 from ingest.config.store import (
     ChromaStoreConfig,
     MemoryStoreConfig,
+    MilvusStoreConfig,
     PgvectorStoreConfig,
     PineconeStoreConfig,
+    QdrantStoreConfig,
     StoreConfig,
 )
 
@@ -83,10 +85,12 @@ __all__ = [
     "FakeEmbedderConfig",
     "LocalEmbedderConfig",
     "MemoryStoreConfig",
+    "MilvusStoreConfig",
     "OpenAIEmbedderConfig",
     "PageUrl",
     "PgvectorStoreConfig",
     "PineconeStoreConfig",
+    "QdrantStoreConfig",
     "ReembedConfig",
     "SourceConfig",
     "StateConfig",

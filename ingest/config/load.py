@@ -20,7 +20,20 @@ SCHEMA_FILE = "webvec-crawl.schema.json"  # written next to crawl definitions by
 
 
 # The discriminator tags pydantic inserts into union locations ("embedder.openai.model").
-_UNION_TAGS = ("local", "openai", "fake", "chroma", "pinecone", "memory", "web", "apify_dataset")
+_UNION_TAGS = (
+    "local",
+    "openai",
+    "fake",
+    "static",
+    "chroma",
+    "pinecone",
+    "pgvector",
+    "qdrant",
+    "milvus",
+    "memory",
+    "web",
+    "apify_dataset",
+)
 
 
 def _format_validation_error(exc: ValidationError) -> str:

@@ -1,10 +1,11 @@
-"""``store:`` of a crawl definition: one model per kind (chroma, pinecone, pgvector, memory), told apart by
-``kind``."""
+"""``store:`` of a crawl definition: one model per kind (chroma, pinecone, pgvector, qdrant, milvus,
+memory), told apart by ``kind``."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,6 +17,13 @@ _SQL_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Chroma: 3-512 chars of [a-zA-Z0-9._-], starting and ending with a letter or digit, no "..".
 _CHROMA_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+# Qdrant: collection names are path components on the server; webvec keeps to letters, digits, '.', '_',
+# '-', starting with a letter, digit or '_', at most 255 characters (Qdrant's own limit). The 245
+# leave room for the "__vN" suffix of later versions.
+QDRANT_COLLECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,244}$")
+# Milvus (milvus.io/docs/limitations.md): letters, digits and '_', starting with a letter or '_', at most
+# 255 characters; 245 again leave room for "__vN".
+MILVUS_COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,244}$")
 
 
 class ChromaStoreConfig(_Strict):
@@ -164,6 +172,140 @@ class PgvectorStoreConfig(_Strict):
         return self
 
 
+class QdrantStoreConfig(_Strict):
+    """Qdrant: qdrant-client's local mode (on disk, this process only) by default, a server when ``url``
+    is set. Both go through the same client code."""
+
+    kind: Literal["qdrant"] = Field(description="qdrant: Qdrant local mode (on disk), or a Qdrant server.")
+    collection: str | None = Field(None, description="Collection name; default: the crawl's name.")
+    path: str | None = Field(
+        None,
+        description="Folder of local mode; default $WEBVEC_HOME/qdrant. A relative path is taken from "
+        "$WEBVEC_HOME. Local mode allows one process at a time per folder.",
+    )
+    url: str | None = Field(
+        None,
+        description="A Qdrant server, e.g. http://localhost:6333 (REST; port 6333 when the URL names "
+        "none); unset: local mode.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable holding the server's API key (never the key); "
+        "unset: no key.",
+    )
+    metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        "cosine", description="Similarity metric of a new collection (Cosine, Dot or Euclid in Qdrant)."
+    )
+    # Same bounds as Pinecone's: a request hung for 10 minutes, or retries for an hour, are outages.
+    timeout_s: float = Field(
+        30.0, ge=1, le=600, description="Seconds one server request may take (1-600; whole seconds)."
+    )
+    retry_budget_s: float = Field(
+        120.0,
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
+    )
+
+    _env = field_validator("api_key_env")(_check_env_name)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, name: str | None) -> str | None:
+        if name is not None and not QDRANT_COLLECTION_RE.match(name):
+            raise ValueError(
+                f"invalid Qdrant collection name {name!r}: 1-245 letters, digits, '.', '_' or '-', "
+                "starting with a letter, digit or '_'"
+            )
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str | None) -> str | None:
+        return None if path is None else str(under_home(path))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        # Credentials first: a URL holding them is not echoed in any message.
+        if urlsplit(url).username is not None or urlsplit(url).password is not None:
+            raise ValueError("no credentials in the URL: put the API key in the variable api_key_env names")
+        return _check_http_url(url)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> QdrantStoreConfig:
+        if self.path is not None and self.url is not None:
+            raise ValueError("set either path (local mode) or url (a Qdrant server), not both")
+        return self
+
+
+class MilvusStoreConfig(_Strict):
+    """Milvus: Milvus Lite (a local ``.db``, this process only) by default, a server when ``uri`` is
+    http(s)."""
+
+    kind: Literal["milvus"] = Field(description="milvus: Milvus Lite (a local .db), or a Milvus server.")
+    collection: str | None = Field(
+        None,
+        description="Collection name (letters, digits, '_'; starting with a letter or '_'); default: the "
+        "crawl's name, with '-' and '.' mapped to '_' and a hash suffix.",
+    )
+    uri: str | None = Field(
+        None,
+        description="A Milvus Lite file ending in .db (a relative path is taken from $WEBVEC_HOME), or a "
+        "server, e.g. http://localhost:19530; default $WEBVEC_HOME/milvus.db.",
+    )
+    token_env: str | None = Field(
+        None,
+        description="Name of the environment variable holding the server's token ('user:password' or "
+        "an API key; never the token itself); unset: no token.",
+    )
+    metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        "cosine", description="Similarity metric of a new collection (COSINE, IP or L2 in Milvus)."
+    )
+    index_type: Literal["AUTOINDEX", "HNSW", "FLAT"] = Field(
+        "AUTOINDEX", description="Vector index of a new collection (Milvus Lite may use its own)."
+    )
+    timeout_s: float = Field(
+        30.0, ge=0.1, le=600, description="Seconds one request may take before it is retried (0.1-600)."
+    )
+    retry_budget_s: float = Field(
+        120.0,
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
+    )
+
+    _env = field_validator("token_env")(_check_env_name)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, name: str | None) -> str | None:
+        if name is not None and not MILVUS_COLLECTION_RE.match(name):
+            raise ValueError(
+                f"invalid Milvus collection name {name!r}: 1-245 letters, digits or '_', starting with a "
+                "letter or '_'"
+            )
+        return name
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str | None) -> str | None:
+        if uri is None:
+            return None
+        if uri.startswith(("http://", "https://")):
+            if urlsplit(uri).username is not None or urlsplit(uri).password is not None:
+                raise ValueError("no credentials in the URI: put them in the variable token_env names")
+            return _check_http_url(uri)
+        if "://" in uri or not uri.endswith(".db"):
+            raise ValueError(
+                f"{uri!r} is neither a Milvus Lite file ending in .db nor an http(s):// Milvus server"
+            )
+        # Resolved here, as Chroma's path, so the spider, the flows and `webvec status` name one file.
+        return str(under_home(uri))
+
+
 class MemoryStoreConfig(_Strict):
     """Vectors in this process's memory, gone when it exits: for tests (see ingest.stores.memory)."""
 
@@ -172,9 +314,15 @@ class MemoryStoreConfig(_Strict):
 
 
 StoreConfig = Annotated[
-    ChromaStoreConfig | PineconeStoreConfig | PgvectorStoreConfig | MemoryStoreConfig,
+    ChromaStoreConfig
+    | PineconeStoreConfig
+    | PgvectorStoreConfig
+    | QdrantStoreConfig
+    | MilvusStoreConfig
+    | MemoryStoreConfig,
     Field(
         discriminator="kind",
-        description="Where the vectors go: kind chroma (default), pinecone, pgvector or memory.",
+        description="Where the vectors go: kind chroma (default), pinecone, pgvector, qdrant, milvus or "
+        "memory.",
     ),
 ]

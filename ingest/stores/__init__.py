@@ -13,6 +13,8 @@ from ingest.stores.base import QueryHit, VectorRecord, VectorStore
 STORES: dict[str, str] = {
     "chroma": "ingest.stores.chroma:ChromaStore.for_crawl",
     "pinecone": "ingest.stores.pinecone:for_crawl",
+    "qdrant": "ingest.stores.qdrant:QdrantStore.for_crawl",
+    "milvus": "ingest.stores.milvus:MilvusStore.for_crawl",
     "pgvector": "ingest.stores.pgvector:PgvectorStore.for_crawl",
     "memory": "ingest.stores.memory:MemoryStore.for_crawl",  # this process only, not persistent: tests
 }
@@ -32,9 +34,18 @@ def make_store(cfg: StoreConfig, crawl: str, version: int = 1) -> VectorStore:
 if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the registry cannot say)
     from ingest.stores.chroma import ChromaStore
     from ingest.stores.memory import MemoryStore
+    from ingest.stores.milvus import MilvusStore
     from ingest.stores.pgvector import PgvectorStore
     from ingest.stores.pinecone import PineconeStore
+    from ingest.stores.qdrant import QdrantStore
 
-    _conforming: tuple[type[VectorStore], ...] = (ChromaStore, MemoryStore, PgvectorStore, PineconeStore)
+    _conforming: tuple[type[VectorStore], ...] = (
+        ChromaStore,
+        MemoryStore,
+        PgvectorStore,
+        PineconeStore,
+        QdrantStore,
+        MilvusStore,
+    )
 
 __all__ = ["STORES", "QueryHit", "VectorRecord", "VectorStore", "make_store"]

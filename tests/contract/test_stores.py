@@ -1,5 +1,6 @@
 """One contract for every VectorStore: embedded Chroma, a `chroma run` server, the Pinecone test server,
-PostgreSQL with pgvector, and the in-memory store of the fast tier."""
+PostgreSQL with pgvector, Qdrant's local mode, Milvus Lite, and the in-memory store of the fast
+tier."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.config import ChromaStoreConfig, MemoryStoreConfig, PgvectorStoreConfig, PineconeStoreConfig
+from ingest.config import (
+    ChromaStoreConfig,
+    MemoryStoreConfig,
+    MilvusStoreConfig,
+    PgvectorStoreConfig,
+    PineconeStoreConfig,
+    QdrantStoreConfig,
+)
 from ingest.errors import DimensionMismatchError
 from ingest.stores import VectorRecord, VectorStore, make_store
 from tests.servers.chroma_server import chroma_server
@@ -22,6 +30,8 @@ STORES = [
     pytest.param("chroma-server", marks=pytest.mark.server),
     pytest.param("pinecone", marks=pytest.mark.server),
     pytest.param("pgvector", marks=pytest.mark.server),
+    "qdrant-local",  # default path: $WEBVEC_HOME/qdrant, a fresh one per test
+    "milvus-lite",  # default uri: $WEBVEC_HOME/milvus.db, a fresh one per test
 ]
 
 
@@ -47,7 +57,17 @@ def pgvector_db(pgvector_server: PgvectorServer) -> str:
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[VectorStore]:
+    s = _make(request, tmp_path, monkeypatch)
+    yield s
+    close = getattr(s, "close", None)
+    if close is not None:  # local modes lock their files, and Milvus Lite runs a server thread
+        close()
+
+
+def _make(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VectorStore:
     name = f"contract-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
     if request.param == "memory":  # each test has its own $WEBVEC_HOME, hence a fresh collection
         return make_store(MemoryStoreConfig(kind="memory"), name)
@@ -64,6 +84,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         s.drop()  # the database outlives one test
         request.addfinalizer(s.close)  # type: ignore[attr-defined]
         return s
+    if request.param == "qdrant-local":
+        return make_store(QdrantStoreConfig(kind="qdrant"), name)
+    if request.param == "milvus-lite":
+        return make_store(MilvusStoreConfig(kind="milvus"), name)
     srv = request.getfixturevalue("pinecone_srv")
     monkeypatch.setenv("PINECONE_API_KEY", srv.api_key)
     s = make_store(PineconeStoreConfig(kind="pinecone", host=srv.url, index="contract"), name)
