@@ -23,7 +23,7 @@ from tests.integration.sites import make_site
 pytestmark = pytest.mark.server
 
 # A second store for each pair tested: (the `store:` the crawl moves to, an id for the test).
-DESTINATIONS = ["chroma-elsewhere", "pgvector"]
+DESTINATIONS = ["chroma-elsewhere", "pgvector", "qdrant"]
 
 
 def _destination(
@@ -33,6 +33,8 @@ def _destination(
         server = request.getfixturevalue("pgvector_server")
         monkeypatch.setenv("WEBVEC_SWITCH_PG_URL", server.create_database())
         return {"kind": "pgvector", "url_env": "WEBVEC_SWITCH_PG_URL"}
+    if name == "qdrant":  # local mode, on disk under $WEBVEC_HOME
+        return {"kind": "qdrant"}
     return {"kind": "chroma", "path": "chroma-elsewhere", "collection": "moved"}
 
 
