@@ -183,6 +183,7 @@ def process_batch(
         env.db,
         env.embedder,
         keys.model_key,
+        texts=chunked.texts,
         write=write,
         progress=lambda n: hooks.progress("embedded", n),
     )
