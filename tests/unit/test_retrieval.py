@@ -385,3 +385,27 @@ def test_eval_cli_reports_the_figures(env: RunEnv, tmp_path: Path) -> None:
     assert (
         table.exit_code == 0 and "recall@5" in table.stdout and "miss: Where is the bakery?" in table.stdout
     )
+
+
+def test_a_renamed_heading_rewrites_the_vectors_of_the_unchanged_chunks_under_it(env: RunEnv) -> None:
+    def page(section: str) -> bytes:
+        cold = "Cold air dries the crumb out and makes it stale. " * 20
+        warm = "A bread box at room temperature keeps the crust crisp for a day. " * 20
+        return (
+            f"<html><head><title>Keeping</title></head><body><article><h1>Keeping</h1><h2>{section}</h2>"
+            f"<h3>Cold</h3><p>{cold}</p><h3>Warm</h3><p>{warm}</p></article></body></html>"
+        ).encode()
+
+    def warm_chunk() -> dict[str, Any]:
+        return next(dict(c) for c in env.db.all_chunks("docs") if "bread box" in c["text"])
+
+    _ingest(env, {"keeping.html": page("Where to keep bread")})
+    before = warm_chunk()
+    summary = _ingest(env, {"keeping.html": page("Storing a loaf")})
+    after = warm_chunk()
+    assert after["chunk_id"] == before["chunk_id"] and "Storing a loaf" in after["heading_path"]
+    assert "Storing" not in after["text"]  # the chunk's text did not change: its context did
+    assert summary.vectors_written >= 1 and summary.texts_embedded >= 1
+    text = render(DEFAULT_TEMPLATE, "Keeping", after["heading_path"], after["text"])
+    (hit,) = env.store.query(env.embedder.embed([text])[0], 1)
+    assert hit.id == after["chunk_id"] and hit.score == pytest.approx(1.0, abs=1e-5)
