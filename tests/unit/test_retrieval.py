@@ -6,7 +6,10 @@ Fast tier: the fake embedder and the memory store, pages fed straight into the b
 from __future__ import annotations
 
 import json
+import os
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,19 +244,47 @@ def _ingest(env: RunEnv, pages: dict[str, bytes]) -> RunSummary:
     return summary
 
 
+POSTGRES_URL = os.environ.get("WEBVEC_TEST_POSTGRES_URL")
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> RunEnv:
+def pg_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of WEBVEC_TEST_POSTGRES_URL, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("WEBVEC_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    name = f"webvec_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[RunEnv]:
     cfg = load_crawl(_write_crawl(tmp_path))
     env = make_env(cfg)
     _ingest(env, PAGES)
-    return env
+    yield env
+    env.db.close()
+
+
+@pytest.fixture
+def pg_env(tmp_path: Path, pg_url: str) -> Iterator[RunEnv]:
+    cfg = load_crawl(_write_crawl(tmp_path, state={"url": pg_url}))
+    env = make_env(cfg)
+    _ingest(env, PAGES)
+    yield env
+    env.db.close()
 
 
 def _lexical_urls(env: RunEnv, text: str) -> list[str]:
     return [h.url.rsplit("/", 1)[-1] for h in env.db.lexical_search("docs", text, 10)]
 
 
-def test_the_lexical_index_follows_the_ledger_in_its_transactions(env: RunEnv) -> None:
+def _check_lexical_index(env: RunEnv) -> None:
     assert _lexical_urls(env, "refrigerator")[:1] == ["storage.html"]
     assert _lexical_urls(env, "Is it bad to keep bread in the fridge or refrigerator?")[0] == "storage.html"
     assert _lexical_urls(env, 'AND OR NOT "(*:') == []  # FTS syntax in a question is only text
@@ -270,6 +301,29 @@ def test_the_lexical_index_follows_the_ledger_in_its_transactions(env: RunEnv) -
     env.db.drop_chunks("docs", env.store.target, ids)
     assert _lexical_urls(env, "T55 ash") == []
     assert _lexical_urls(env, "poke test dough")[0] == "proofing.html"
+
+
+def test_the_lexical_index_follows_the_ledger_in_its_transactions(env: RunEnv) -> None:
+    _check_lexical_index(env)
+
+
+@pytest.mark.server
+@pytest.mark.postgres
+def test_the_postgres_full_text_index_follows_the_ledger_too(pg_env: RunEnv) -> None:
+    _check_lexical_index(pg_env)
+    hits = search(pg_env.cfg, "How do I know the dough has finished rising?", 3, mode="hybrid")
+    assert hits[0]["url"].endswith("proofing.html")
+    # A ledger from before the index: the column and its index are added, filled from the chunks.
+    with pg_env.db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE chunks DROP COLUMN tsv")
+    reopened = StateDB.open_existing(pg_env.cfg.state_url())
+    assert reopened is not None
+    try:
+        assert [h.url.rsplit("/", 1)[-1] for h in reopened.lexical_search("docs", "poke test", 5)] == [
+            "proofing.html"
+        ]
+    finally:
+        reopened.close()
 
 
 def test_a_ledger_without_the_index_gets_it_filled_once(env: RunEnv) -> None:
