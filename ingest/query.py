@@ -116,16 +116,21 @@ def search(
     """The ``k`` best passages for ``text`` in the live version: dicts with url, title, heading, score,
     text, id. ``mode`` (default ``search.mode``: hybrid) is dense, lexical or hybrid; at most
     ``max_per_page`` (default ``search.max_per_page``: 1) hits come from one page. ``filter`` is an
-    equality match on store metadata (lexical hits: url, title, heading). NothingIngestedError when
-    the crawl has no live vectors; ConfigError for an empty text or an unknown mode."""
+    equality match on store metadata; lexical hits can be checked on url, title and heading only, so
+    a filter on other keys makes the configured mode dense (and is a ConfigError with an explicit
+    lexical or hybrid ``mode``). NothingIngestedError when the crawl has no live vectors; ConfigError
+    for an empty text or an unknown mode."""
     from ingest.env import make_env
 
+    asked = mode
     mode = mode or cfg.search.mode
     if mode not in MODES:
         raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     per_page = max_per_page or cfg.search.max_per_page
     if not text.strip():
         raise ConfigError("the query text is empty: give a question or a phrase to search for")
+    if asked is None and set(filter or {}) - _LEXICAL_FILTER_KEYS:
+        mode = "dense"  # a filter only the store can apply: the configured mode yields to it
     wanted = _lexical_filter(filter) if mode != "dense" else {}
     n = min(1000, max(CANDIDATES, k * per_page * 4))
     db = open_ledger(cfg)
@@ -139,6 +144,8 @@ def search(
                 f"(see `webvec status {cfg.name}`)"
             )
         env = make_env(cfg, db, version=live["version"])
+        if asked is None and not db.has_lexical:
+            mode = "dense"  # hybrid where available: this ledger's database keeps no full-text index
         if mode != "lexical":
             if env.store.count() == 0:
                 raise NothingIngestedError(

@@ -11,8 +11,8 @@ the moment its new ones are committed, and a crashed commit leaves neither.
   ``ts_rank_cd``.
 
 Both are created when missing and filled from the chunks already there (a ledger written by an
-older webvec), once. Other databases have no lexical index: :meth:`LexicalMixin.lexical_search`
-raises ConfigError there.
+older webvec), once. Other databases have no lexical index (:attr:`LexicalMixin.has_lexical`):
+``lexical_search`` raises ConfigError there, and search falls back to dense unless asked for more.
 """
 
 from __future__ import annotations
@@ -160,6 +160,11 @@ class LexicalMixin:
     """Full-text search over a crawl's chunks (part of :class:`ingest.state.StateDB`)."""
 
     engine: Engine
+
+    @property
+    def has_lexical(self) -> bool:
+        """Whether this ledger's database keeps a lexical index (SQLite and PostgreSQL do)."""
+        return self.engine.dialect.name in ("sqlite", "postgresql")
 
     def lexical_search(self, crawl: str, text: str, k: int) -> list[LexicalHit]:
         """The ``k`` chunks of ``crawl`` that best match the words of ``text``, best first (any word

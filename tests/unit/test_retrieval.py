@@ -359,6 +359,9 @@ def test_search_modes_and_one_hit_per_page(env: RunEnv) -> None:
         search(cfg, question, mode="sparse")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="filter"):
         search(cfg, question, mode="hybrid", filter={"lang": "en"})
+    assert search(cfg, question, filter={"lang": "en"}) == search(
+        cfg, question, mode="dense", filter={"lang": "en"}
+    )
 
 
 def test_the_stored_text_stays_the_chunk_while_the_embedder_reads_its_context(env: RunEnv) -> None:
