@@ -13,6 +13,7 @@ unchanged `webvec run`, the median of a few tries each (``--cli-tries``; 0 skips
   python -m bench.run [--site FOLDER] [--max-pages N] [--embedder local|openai-server]
                       [--latency-ms 200] [--tpm 1000000] [--json FILE]
                       [--eval QUESTIONS [--context-template TEMPLATE|none] [-k 5]]
+                      [--pages LIST] [--work DIR [--eval-only]]
 
 `--eval QUESTIONS` measures retrieval quality instead of re-runs: after the first run, `webvec eval`'s
 core asks every question in each mode (dense, lexical, hybrid) and prints one table row per mode
@@ -83,6 +84,18 @@ def _rates(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _keep_only(site: Path, listing: Path) -> None:
+    """Delete the pages of ``site`` that ``listing`` (paths or globs, ``#`` comments) does not name."""
+    import fnmatch
+
+    wanted = [
+        line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    for page in site.rglob("*.html"):
+        if not any(fnmatch.fnmatchcase(str(page.relative_to(site)), w) for w in wanted):
+            page.unlink()
+
+
 def _quality(crawl_path: Path, questions: Path, k: int) -> dict[str, Any]:
     """Recall@1, recall@5 and MRR of each search mode on a question set; prints one row per mode."""
     from ingest.config import load_crawl
@@ -125,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     quality.add_argument("--eval", dest="eval_file", help="questions file (.jsonl/.json/.tsv/.csv)")
     quality.add_argument("--context-template", help="chunk.context_template; 'none': bare chunks")
     quality.add_argument("-k", type=int, default=5, help="results per question")
+    quality.add_argument("--pages", help="serve only the pages this file lists (paths or globs, one a line)")
     quality.add_argument("--work", help="keep the run's folder here (a later --eval-only reads it)")
     quality.add_argument("--eval-only", action="store_true", help="with --work: only ask the questions")
     stores = parser.add_argument_group("stores compared (bench/stores.py), instead of the ingest runs")
@@ -160,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     site = work / "site"
     shutil.copytree(args.site, site, symlinks=False, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    if args.pages:
+        _keep_only(site, Path(args.pages))
 
     from bench.serve import StaticServer
     from ingest.run import run_ingest
