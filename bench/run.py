@@ -12,6 +12,13 @@ unchanged `webvec run`, the median of a few tries each (``--cli-tries``; 0 skips
 
   python -m bench.run [--site FOLDER] [--max-pages N] [--embedder local|openai-server]
                       [--latency-ms 200] [--tpm 1000000] [--json FILE]
+                      [--eval QUESTIONS [--context-template TEMPLATE|none] [-k 5]]
+                      [--pages LIST] [--work DIR [--eval-only]]
+
+`--eval QUESTIONS` measures retrieval quality instead of re-runs: after the first run, `webvec eval`'s
+core asks every question in each mode (dense, lexical, hybrid) and prints one table row per mode
+(recall@1, recall@5, MRR). `--context-template none` embeds bare chunks (the default: the crawl's
+default template, title and heading path before the text).
 
 `--site /usr/share/doc/python3.11/html` crawls Debian's python3.11-doc (~530 real pages).
 """
@@ -77,6 +84,43 @@ def _rates(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _keep_only(site: Path, listing: Path) -> None:
+    """Delete the pages of ``site`` that ``listing`` (paths or globs, ``#`` comments) does not name."""
+    import fnmatch
+
+    wanted = [
+        line.strip() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    for page in site.rglob("*.html"):
+        if not any(fnmatch.fnmatchcase(str(page.relative_to(site)), w) for w in wanted):
+            page.unlink()
+
+
+def _quality(crawl_path: Path, questions: Path, k: int) -> dict[str, Any]:
+    """Recall@1, recall@5 and MRR of each search mode on a question set; prints one row per mode."""
+    from ingest.config import load_crawl
+    from ingest.evaluate import evaluate, load_questions
+    from ingest.query import MODES, search
+
+    cfg = load_crawl(crawl_path)
+    asked = load_questions(questions)
+    template = "none" if cfg.chunk.context_template is None else "title+heading"
+    out: dict[str, Any] = {}
+    print("\n| mode | context | questions | recall@1 | recall@5 | MRR | query ms |", flush=True)
+    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    for mode in MODES:
+        started = time.perf_counter()
+        report = evaluate(asked, lambda q, n: [h["url"] for h in search(cfg, q, n, mode=mode)], k)  # noqa: B023
+        ms = (time.perf_counter() - started) * 1000 / max(1, len(asked))
+        out[mode] = {**report.to_dict(), "query_ms": round(ms, 1)}
+        print(
+            f"| {mode} | {template} | {report.questions} | {report.recall_at_1:.3f} | "
+            f"{report.recall_at_5:.3f} | {report.mrr:.3f} | {ms:.0f} |",
+            flush=True,
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns an exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edit-fraction", type=float, default=0.01)
     parser.add_argument("--cli-tries", type=int, default=3, help="tries per CLI start-up figure (0: none)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this file")
+    quality = parser.add_argument_group("retrieval quality (webvec eval), instead of the re-runs")
+    quality.add_argument("--eval", dest="eval_file", help="questions file (.jsonl/.json/.tsv/.csv)")
+    quality.add_argument("--context-template", help="chunk.context_template; 'none': bare chunks")
+    quality.add_argument("-k", type=int, default=5, help="results per question")
+    quality.add_argument("--pages", help="serve only the pages this file lists (paths or globs, one a line)")
+    quality.add_argument("--work", help="keep the run's folder here (a later --eval-only reads it)")
+    quality.add_argument("--eval-only", action="store_true", help="with --work: only ask the questions")
     stores = parser.add_argument_group("stores compared (bench/stores.py), instead of the ingest runs")
     stores.add_argument("--stores", help="comma-separated: chroma,pgvector,qdrant,milvus,faiss")
     stores.add_argument("--vectors", type=int, default=10_000)
@@ -113,10 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    work = Path(tempfile.mkdtemp(prefix="webvec-bench-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="webvec-bench-"))
     os.environ["WEBVEC_HOME"] = str(work / "home")
+    if args.eval_only:  # the crawl a kept --work folder holds, asked again (e.g. after a ranking change)
+        results = _quality(work / "bench.yaml", Path(args.eval_file), args.k)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2))
+        return 0
+    work.mkdir(parents=True, exist_ok=True)
     site = work / "site"
-    shutil.copytree(args.site, site, symlinks=False, ignore_dangling_symlinks=True)
+    shutil.copytree(args.site, site, symlinks=False, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    if args.pages:
+        _keep_only(site, Path(args.pages))
 
     from bench.serve import StaticServer
     from ingest.run import run_ingest
@@ -146,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": embedder,
         "store": {"kind": "chroma"},
     }
+    if args.context_template is not None:
+        none = args.context_template.lower() in ("none", "null", "")
+        crawl["chunk"] = {"context_template": None if none else args.context_template}
     crawl_path = work / "bench.yaml"
     crawl_path.write_text(yaml.safe_dump(crawl))
     results: dict[str, Any] = {"site": args.site, "embedder": args.embedder}
     try:
-        for label in ("first_run", "unchanged_rerun", "edited_rerun"):
+        labels = ("first_run",) if args.eval_file else ("first_run", "unchanged_rerun", "edited_rerun")
+        for label in labels:
             if label == "edited_rerun":
                 results["edited_pages"] = _edit_pages(site, args.edit_fraction)
             started = time.perf_counter()
@@ -184,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         # The flow process holds the model, the store client and the batches. (The spider's own peak
         # cannot be read from RUSAGE_CHILDREN: a forked child counts the parent's pages until exec.)
         results["peak_rss_mb_flow_process"] = round(_peak_mb(resource.RUSAGE_SELF))
-        if args.cli_tries:
+        if args.eval_file:
+            results["eval"] = _quality(crawl_path, Path(args.eval_file), args.k)
+        elif args.cli_tries:
             from bench.startup import cli_startup
 
             results["cli_seconds"] = cli_startup(crawl_path, args.cli_tries)
@@ -193,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if extra_server is not None:
             extra_server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))

@@ -1,4 +1,5 @@
-"""The ``webvec`` command: run, plan, query, status, report, verify, snapshots, the crawl definitions.
+"""The ``webvec`` command: run, plan, query, eval, status, report, verify, snapshots, the crawl
+definitions.
 
 Exit codes: 0 success, 1 a run failed (summary still printed), 2 bad input (one line on stderr).
 
@@ -263,20 +264,31 @@ def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool)
     raise typer.Exit(code)
 
 
+_MODE_HELP = "dense (vectors), lexical (full-text, BM25) or hybrid (both, fused); default: search.mode."
+
+
+def _mode(value: str | None) -> Any:
+    """``--mode`` checked (click's Choice would print a usage block, not our one line)."""
+    if value is not None and value not in ("dense", "lexical", "hybrid"):
+        raise _fail(f"--mode: {value!r} is not one of dense, lexical, hybrid")
+    return value
+
+
 @app.command()
 def query(
     crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
     text: Annotated[str, typer.Argument(help="The question or text to search for.")],
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="How many results.")] = 5,
+    mode: Annotated[str | None, typer.Option("--mode", help=_MODE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as a JSON list.")] = False,
 ) -> None:
-    """Nearest chunks to a text, from the live version. Exit 1 when nothing was ingested yet."""
+    """Best passages for a text, from the live version. Exit 1 when nothing was ingested yet."""
     cfg = _load(crawl)
     _quiet()
     from ingest.query import search
 
     try:
-        hits = search(cfg, text, k)
+        hits = search(cfg, text, k, mode=_mode(mode))
     except WebvecError as exc:
         raise _fail(str(exc), _code(exc)) from None
     if as_json:
@@ -287,6 +299,50 @@ def query(
         out.print(f"   {hit['url']}" + (f"  §  {hit['heading']}" if hit["heading"] else ""), highlight=False)
         snippet = " ".join(hit["text"].split())
         out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n", highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a YAML path.")],
+    questions: Annotated[
+        Path, typer.Argument(help="Questions with their acceptable URLs: .jsonl, .json, .tsv or .csv.")
+    ],
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Results per question.")] = 5,
+    mode: Annotated[str | None, typer.Option("--mode", help=_MODE_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Retrieval quality on a question set: recall@1, recall@5, recall@k, MRR, and the misses."""
+    cfg = _load(crawl)
+    _quiet()
+    from ingest.evaluate import evaluate, load_questions
+    from ingest.query import search
+
+    chosen = _mode(mode)
+    try:
+        asked = load_questions(questions)
+        report = evaluate(
+            asked,
+            lambda q, n: [h["url"] for h in search(cfg, q, n, mode=chosen)],
+            k,
+        )
+    except WebvecError as exc:
+        raise _fail(str(exc), _code(exc)) from None
+    data = {"crawl": cfg.name, "mode": chosen or cfg.search.mode, **report.to_dict()}
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    table = Table(title=f"{cfg.name}: {data['mode']}, {report.questions} questions")
+    for name in ("recall@1", "recall@5", f"recall@{k}", "MRR"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        *(f"{v:.3f}" for v in (report.recall_at_1, report.recall_at_5, report.recall_at_k, report.mrr))
+    )
+    out.print(table)
+    for miss in report.misses:
+        out.print(f"[bold]miss:[/] {escape(miss['question'])}", highlight=False)
+        out.print(f"   expected {', '.join(miss['expected'])}", highlight=False)
+        for url in miss["got"]:
+            out.print(f"   got      {url}", highlight=False)
 
 
 def _print_json_or_table(data: dict[str, Any], as_json: bool, title: str) -> None:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-import numpy as np
-
 from ingest.chunking import Chunk, chunk_markdown
+from ingest.context import embedding_texts
 from ingest.dedup import NearDuplicateIndex, simhash
-from ingest.embedders import Embedder
-from ingest.embedders.base import embed_partial
+
+# Stage 5 lives in its own module; re-exported here, where the stages are looked up.
+from ingest.embed_stage import Embedded as Embedded
+from ingest.embed_stage import embed_chunks as embed_chunks
 from ingest.extract import Document, Skip
 from ingest.formats import kind_of, mime_of
 from ingest.ids import doc_prefix
@@ -35,8 +36,6 @@ from ingest.state import FetchedPage, NewChunk, NewPage, OutcomeRow, PageRow, St
 from ingest.stores import VectorRecord, VectorStore
 from ingest.summary import RunSummary
 from ingest.sync import ChangeSet, Removal, plan
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class BatchKeys:
     overlap_tokens: int
     near_duplicates: bool
     drop_repeated_chunks: int | None
+    context_template: str | None = None  # what the embedder reads for a chunk (ingest.context)
+    context_tokens: int = 0  # tokens of the embedder's input left for that context
 
 
 class Extractor(Protocol):
@@ -237,6 +238,7 @@ class Chunked:
 
     by_doc: dict[str, list[Chunk]]
     dropped: dict[str, list[Chunk]]
+    texts: dict[str, str] = field(default_factory=dict)  # chunk id → what the embedder reads
 
     @property
     def flat(self) -> list[Chunk]:
@@ -280,69 +282,14 @@ def chunk_documents(
         for doc, chunks in by_doc.items():
             dropped[doc] = [c for c in chunks if len(repeated[c.text_hash]) > limit]
             by_doc[doc] = [c for c in chunks if len(repeated[c.text_hash]) <= limit]
-    return Chunked(by_doc, dropped)
-
-
-# -- stage 5: embed ----------------------------------------------------------------------------------
-@dataclass
-class Embedded:
-    """Stage 5's result: a vector for every text of the batch (except rejected ones)."""
-
-    vectors: dict[str, np.ndarray]
-    texts_embedded: int  # texts the embedder was (or, dry, would be) asked for
-    tokens_embedded: int
-    cache_hits: int
-    rejected: dict[str, str] = field(default_factory=dict)  # text_hash → why the embedder refused it
-
-    def tally(self, summary: RunSummary) -> None:
-        """Count into the summary."""
-        summary.add(
-            {
-                "texts_embedded": self.texts_embedded,
-                "tokens_embedded": self.tokens_embedded,
-                "cache_hits": self.cache_hits,
-            }
-        )
-
-
-def embed_chunks(
-    chunks: Sequence[Chunk],
-    db: StateDB,
-    embedder: Embedder,
-    model_key: str,
-    *,
-    write: bool = True,
-    bypass_cache: bool = False,
-    progress: Progress | None = None,
-) -> Embedded:
-    """Stage 5: embed only texts whose (model_key, text_hash) is not cached; cache the new ones.
-
-    Inputs the embedder rejects (:class:`~ingest.errors.InputRejectedError`) are returned in
-    ``rejected``; the write stage quarantines their chunks and writes the rest. ``bypass_cache``
-    embeds every text afresh.
-    """
-    texts: dict[str, Chunk] = {}
-    for c in chunks:
-        texts.setdefault(c.text_hash, c)
-    cached = {} if bypass_cache else db.cached_vectors(model_key, list(texts))
-    missing = [c for h, c in texts.items() if h not in cached]
-    if progress is not None and cached:
-        progress(len(chunks) - len(missing))
-    fresh: dict[str, np.ndarray] = {}
-    rejected: dict[str, str] = {}
-    if missing and write:
-        vectors, refused = embed_partial(embedder, [c.text for c in missing], progress)
-        fresh = {c.text_hash: vectors[i] for i, c in enumerate(missing) if i not in refused}
-        rejected = {missing[i].text_hash: reason for i, reason in refused.items()}
-        db.cache_vectors(model_key, fresh, replace=bypass_cache)
-    return Embedded(
-        vectors={**cached, **fresh},
-        texts_embedded=len(missing) - len(rejected),
-        tokens_embedded=sum(c.tokens for c in missing if c.text_hash not in rejected),
-        # Chunks not embedded because their text was known: cached, or repeated within this batch.
-        cache_hits=len(chunks) - len(missing),
-        rejected=rejected,
+    titles = {d.doc_id: d.title for d in docs}
+    texts = embedding_texts(
+        ((c.id, titles[c.doc_id], c.heading_path, c.text) for cs in by_doc.values() for c in cs),
+        keys.context_template,
+        count_tokens,
+        keys.context_tokens,
     )
+    return Chunked(by_doc, dropped, texts)
 
 
 # -- stage 6: write ----------------------------------------------------------------------------------
@@ -394,15 +341,15 @@ def write_documents(
     for doc in docs:
         keep: set[str] = set()
         for chunk in chunked.by_doc[doc.doc_id]:
-            if chunk.text_hash in embedded.rejected:
-                quarantined.append((doc.url, chunk, embedded.rejected[chunk.text_hash]))
+            if chunk.id in embedded.rejected:
+                quarantined.append((doc.url, chunk, embedded.rejected[chunk.id]))
                 continue
             keep.add(chunk.id)
             written_ids.append(chunk.id)
             if already.get(chunk.id) != model_key:
                 upserts += 1
                 if write:
-                    vector = embedded.vectors[chunk.text_hash]
+                    vector = embedded.vectors[chunk.id]
                     records.append(make_record(doc, chunk, vector, model_key, stamp))
         if store_exists:
             removed.extend(sorted(set(store.list_ids(doc_prefix(doc.doc_id))) - keep))

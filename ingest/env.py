@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from ingest import chunking
 from ingest.batch import BatchKeys, Extractor
 from ingest.config import CrawlConfig, SourceConfig, StoreConfig, webvec_home
+from ingest.context import CONTEXT_TOKENS
 from ingest.embedders import Embedder, make_embedder
 from ingest.errors import ConfigError
 from ingest.extract_pool import Extractor as PoolExtractor
@@ -56,9 +57,18 @@ class RunEnv:
 
 
 def batch_keys(cfg: CrawlConfig, embedder: Embedder) -> BatchKeys:
-    """The keys of a crawl's batches; ``chunk_key`` changes when chunks would be cut differently."""
-    max_tokens = min(cfg.chunk.max_tokens, embedder.max_input_tokens)
-    key = embedder.model_key
+    """The keys of a crawl's batches; ``chunk_key`` changes when chunks would be cut differently.
+
+    The context template changes what a vector means, so it joins the embedder's key in
+    ``model_key`` (without one, the key stays the embedder's: crawls that opt out keep their
+    vectors); with one, chunks are cut to leave room for the context (:mod:`ingest.context`)."""
+    template = cfg.chunk.context_template
+    limit = embedder.max_input_tokens
+    reserve = min(CONTEXT_TOKENS, limit // 4) if template else 0
+    max_tokens = min(cfg.chunk.max_tokens, limit - reserve)
+    key = (
+        model_key({"embedder": embedder.model_key, "template": template}) if template else embedder.model_key
+    )
     chunker = chunking.CHUNKER_VERSION
     return BatchKeys(
         crawl=cfg.name,
@@ -70,6 +80,8 @@ def batch_keys(cfg: CrawlConfig, embedder: Embedder) -> BatchKeys:
         overlap_tokens=cfg.chunk.overlap_tokens,
         near_duplicates=cfg.dedup.near_duplicates,
         drop_repeated_chunks=cfg.dedup.drop_repeated_chunks,
+        context_template=template,
+        context_tokens=reserve,
     )
 
 

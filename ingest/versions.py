@@ -17,6 +17,7 @@ from ingest.batch import Chunked, Embedded, chunk_documents, embed_chunks
 from ingest.bookkeeping import Hooks
 from ingest.chunking import HEADING_SEPARATOR, Chunk
 from ingest.config import CrawlConfig
+from ingest.context import embedding_texts
 from ingest.env import RunEnv, make_env, store_of_version, store_settings_json
 from ingest.errors import ConfigError, PermanentError
 from ingest.extract import Document
@@ -78,7 +79,7 @@ def _build_batch(
     )
     chunked.tally(summary)
     embedded: Embedded = hooks.stage(
-        "embed", embed_chunks, chunked.flat, env.db, env.embedder, env.keys.model_key
+        "embed", embed_chunks, chunked.flat, env.db, env.embedder, env.keys.model_key, texts=chunked.texts
     )
     embedded.tally(summary)
     if embedded.rejected:
@@ -87,7 +88,7 @@ def _build_batch(
             f"{next(iter(embedded.rejected.values()))}; nothing was switched"
         )
     records = [
-        make_record(d, c, embedded.vectors[c.text_hash], env.keys.model_key, stamp.isoformat())
+        make_record(d, c, embedded.vectors[c.id], env.keys.model_key, stamp.isoformat())
         for d in docs
         for c in chunked.by_doc[d.doc_id]
     ]
@@ -154,13 +155,22 @@ def rewrite_chunks(
         return 0
     pages = {p["url"]: document_from_ledger(p) for p in env.db.all_pages(env.cfg.name)}
     chunks = [chunk_from_ledger(r) for r in rows]
-    embedded = embed_chunks(chunks, env.db, env.embedder, env.keys.model_key, bypass_cache=bypass_cache)
+    keys = env.keys
+    texts = embedding_texts(
+        ((c.id, pages[r["url"]].title, c.heading_path, c.text) for r, c in zip(rows, chunks, strict=True)),
+        keys.context_template,
+        env.embedder.count_tokens,
+        keys.context_tokens,
+    )
+    embedded = embed_chunks(
+        chunks, env.db, env.embedder, keys.model_key, texts=texts, bypass_cache=bypass_cache
+    )
     embedded.tally(summary)
     stamp = utcnow().isoformat()
     records = [
-        make_record(pages[r["url"]], c, embedded.vectors[c.text_hash], env.keys.model_key, stamp)
+        make_record(pages[r["url"]], c, embedded.vectors[c.id], keys.model_key, stamp)
         for r, c in zip(rows, chunks, strict=True)
-        if c.text_hash in embedded.vectors
+        if c.id in embedded.vectors
     ]
     env.store.ensure(env.embedder.dimension, env.metric, env.labels())
     env.store.upsert(records)

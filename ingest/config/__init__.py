@@ -16,7 +16,7 @@ The package, one module per part of a definition; import from ``ingest.config`` 
 - :mod:`~ingest.config.source`: ``source:``, what to crawl and how politely;
 - :mod:`~ingest.config.embedder` and :mod:`~ingest.config.store`: ``embedder:`` and ``store:``;
 - :mod:`~ingest.config.crawl`: :class:`CrawlConfig` and its smaller sections (extract, chunk, state,
-  sync, dedup, reembed);
+  sync, dedup, reembed, search);
 - :mod:`~ingest.config.load`: reading a definition, one-line errors, the JSON Schema, ``webvec init``.
 """
 
@@ -39,6 +39,7 @@ from ingest.config.crawl import (
     DedupConfig,
     ExtractConfig,
     ReembedConfig,
+    SearchConfig,
     StateConfig,
     SyncConfig,
     sqlite_file,
@@ -92,6 +93,7 @@ __all__ = [
     "PineconeStoreConfig",
     "QdrantStoreConfig",
     "ReembedConfig",
+    "SearchConfig",
     "SourceConfig",
     "StateConfig",
     "StaticEmbedderConfig",

@@ -1,5 +1,5 @@
-"""``CrawlConfig``, one crawl definition, with its smaller sections: extract, chunk, state, sync, dedup
-and reembed (``source``, ``embedder`` and ``store`` have modules of their own)."""
+"""``CrawlConfig``, one crawl definition, with its smaller sections: extract, chunk, state, sync, dedup,
+reembed and search (``source``, ``embedder`` and ``store`` have modules of their own)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +24,7 @@ from ingest.config._base import (
 from ingest.config.embedder import EmbedderConfig, LocalEmbedderConfig
 from ingest.config.source import AnySource, ApifyDatasetSourceConfig, SourceConfig
 from ingest.config.store import ChromaStoreConfig, StoreConfig
+from ingest.context import DEFAULT_TEMPLATE, check_template
 from ingest.errors import ConfigError
 
 
@@ -55,6 +57,18 @@ class ChunkConfig(_Strict):
     overlap_tokens: int = Field(
         32, ge=0, le=4095, description="Tokens repeated from the end of the previous chunk; < max_tokens / 2."
     )
+
+    context_template: str | None = Field(
+        DEFAULT_TEMPLATE,
+        max_length=1000,
+        description="What the embedder reads for a chunk: {title}, {heading} (path) and {text}; the "
+        "stored text stays the chunk. null: the bare chunk. Changing it re-embeds into a new version.",
+    )
+
+    @field_validator("context_template")
+    @classmethod
+    def _template(cls, template: str | None) -> str | None:
+        return check_template(template) if template else None
 
     @model_validator(mode="after")
     def _overlap(self) -> ChunkConfig:
@@ -132,6 +146,20 @@ class ReembedConfig(_Strict):
     _cron = field_validator("schedule")(_check_cron)
 
 
+class SearchConfig(_Strict):
+    """How ``webvec query``, ``webvec eval`` and ``search()`` rank passages."""
+
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        "hybrid",
+        description="dense: vectors; lexical: the ledger's full-text index (BM25); hybrid: both, fused "
+        "by reciprocal rank.",
+    )
+    # 1000: the most results `webvec query -k` returns.
+    max_per_page: int = Field(
+        1, ge=1, le=1000, description="Results from one page in the top k, at most (distinct passages)."
+    )
+
+
 class CrawlConfig(_Strict):
     """One crawl definition: a site, how to chunk and embed it, and where the vectors go."""
 
@@ -153,6 +181,7 @@ class CrawlConfig(_Strict):
     sync: SyncConfig = Field(SyncConfig(), description="When vectors of vanished pages are deleted.")
     dedup: DedupConfig = Field(DedupConfig(), description="Duplicate text and near-duplicate pages.")
     reembed: ReembedConfig = Field(ReembedConfig(), description="Refreshing old vectors on a schedule.")
+    search: SearchConfig = Field(SearchConfig(), description="How queries rank passages.")
 
     _cron = field_validator("schedule")(_check_cron)
     _name = field_validator("name")(_check_name)

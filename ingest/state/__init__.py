@@ -2,8 +2,9 @@
 
 :class:`StateDB` joins the parts, one module each: runs and locks (:mod:`.runs`), the page store,
 link cache and outcomes (:mod:`.fetched`), the ledger of pages, chunks and written ids
-(:mod:`.ledger`), the embedding cache (:mod:`.cache`) and store versions (:mod:`.versions`). The tables
-are in :mod:`.schema`, the typed rows in :mod:`.rows`. Every method is one short transaction.
+(:mod:`.ledger`) with its full-text index (:mod:`.lexical`), the embedding cache (:mod:`.cache`)
+and store versions (:mod:`.versions`). The tables are in :mod:`.schema`, the typed rows in
+:mod:`.rows`. Every method is one short transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from ingest.state.cache import CacheMixin
 from ingest.state.fetched import FetchedMixin
 from ingest.state.ledger import LedgerMixin
+from ingest.state.lexical import LexicalHit, LexicalMixin
 from ingest.state.rows import (
     ChunkRow,
     FetchedPage,
@@ -30,7 +32,7 @@ from ingest.state.schema import IN_BATCH, as_utc, create_schema, make_engine, sq
 from ingest.state.versions import VersionsMixin
 
 
-class StateDB(RunsMixin, FetchedMixin, LedgerMixin, CacheMixin, VersionsMixin):
+class StateDB(RunsMixin, FetchedMixin, LedgerMixin, LexicalMixin, CacheMixin, VersionsMixin):
     """Access to the state DB; tables are created (and older ledgers migrated) on first use."""
 
     def __init__(self, url: str, *, create: bool = True) -> None:
@@ -69,6 +71,7 @@ __all__ = [
     "IN_BATCH",
     "ChunkRow",
     "FetchedPage",
+    "LexicalHit",
     "LockRow",
     "NewChunk",
     "NewPage",

@@ -127,6 +127,19 @@ class LedgerMixin:
             rows = conn.execute(stmt.order_by(chunks.c.doc_id, chunks.c.position)).mappings()
             return [cast(ChunkRow, dict(r)) for r in rows]
 
+    def heading_paths(self, crawl: str, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """chunk_id → heading path of those of ``chunk_ids`` the ledger holds."""
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(list(dict.fromkeys(chunk_ids))):
+                rows = conn.execute(
+                    sa.select(chunks.c.chunk_id, chunks.c.heading_path).where(
+                        chunks.c.crawl == crawl, chunks.c.chunk_id.in_(part)
+                    )
+                )
+                out.update({r.chunk_id: r.heading_path for r in rows})
+        return out
+
     def count_chunks(self, crawl: str) -> int:
         """Chunks of a crawl that belong in the store."""
         with self.engine.connect() as conn:

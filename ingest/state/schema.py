@@ -16,6 +16,8 @@ Tables
 - ``written``       which chunk ids are in which store target under which model_key.
 - ``embeddings``    the embedding cache: (model_key, text_hash) → vector.
 - ``versions``      the store collections/namespaces of a crawl, one per embedding model; one is live.
+- ``chunks_fts``    (SQLite; a ``tsv`` column of ``chunks`` on PostgreSQL) the lexical index of the
+                    chunks, kept by the database in the chunks' own transactions (:mod:`.lexical`).
 
 Statuses and kinds stored here are the values of the enums in :mod:`ingest.model`.
 """
@@ -240,7 +242,8 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables, and add columns that a ledger written by an older webvec lacks.
+    """Create missing tables, add columns that a ledger written by an older webvec lacks, and create
+    the lexical index (filled from the existing chunks) when it is missing.
 
     Every column added since the first release is nullable, so ``ALTER TABLE ... ADD COLUMN`` is
     all a migration needs; nothing is ever dropped or renamed.
@@ -256,3 +259,6 @@ def create_schema(engine: Engine) -> None:
             for column in missing:
                 kind = column.type.compile(engine.dialect)
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+    from ingest.state.lexical import create_lexical  # here: lexical imports nothing of this module
+
+    create_lexical(engine)

@@ -1,0 +1,91 @@
+"""Stage 5 of a batch (:mod:`ingest.batch`): embed the chunks whose text the cache does not know.
+
+In a module of its own so that :mod:`ingest.batch` stays readable; :mod:`ingest.batch` re-exports
+both names, and the stage reads like the others: typed inputs, a typed result that tallies itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.chunking import Chunk
+from ingest.embedders import Embedder
+from ingest.embedders.base import embed_partial
+from ingest.ids import text_hash
+from ingest.state import StateDB
+from ingest.summary import RunSummary
+
+Progress = Callable[[int], None]
+
+
+# -- stage 5: embed ----------------------------------------------------------------------------------
+@dataclass
+class Embedded:
+    """Stage 5's result: a vector for every text of the batch (except rejected ones)."""
+
+    vectors: dict[str, np.ndarray]  # chunk id → vector
+    texts_embedded: int  # texts the embedder was (or, dry, would be) asked for
+    tokens_embedded: int
+    cache_hits: int
+    rejected: dict[str, str] = field(default_factory=dict)  # chunk id → why the embedder refused it
+
+    def tally(self, summary: RunSummary) -> None:
+        """Count into the summary."""
+        summary.add(
+            {
+                "texts_embedded": self.texts_embedded,
+                "tokens_embedded": self.tokens_embedded,
+                "cache_hits": self.cache_hits,
+            }
+        )
+
+
+def embed_chunks(
+    chunks: Sequence[Chunk],
+    db: StateDB,
+    embedder: Embedder,
+    model_key: str,
+    *,
+    texts: Mapping[str, str] | None = None,
+    write: bool = True,
+    bypass_cache: bool = False,
+    progress: Progress | None = None,
+) -> Embedded:
+    """Stage 5: embed only texts whose (model_key, text_hash) is not cached; cache the new ones.
+
+    ``texts`` (chunk id → text) is what the embedder reads when it is not the chunk text (the
+    context template); the cache is keyed by the hash of the text embedded, so one chunk text under
+    two pages' titles gets two vectors. Inputs the embedder rejects
+    (:class:`~ingest.errors.InputRejectedError`) are returned in ``rejected``; the write stage
+    quarantines their chunks and writes the rest. ``bypass_cache`` embeds every text afresh.
+    """
+    unique: dict[str, tuple[str, Chunk]] = {}  # hash of the embedded text → (text, first chunk)
+    key_of: dict[str, str] = {}  # chunk id → hash of its embedded text
+    for c in chunks:
+        text = texts.get(c.id, c.text) if texts else c.text
+        key = c.text_hash if text == c.text else text_hash(text)
+        key_of[c.id] = key
+        unique.setdefault(key, (text, c))
+    cached = {} if bypass_cache else db.cached_vectors(model_key, list(unique))
+    missing = [(h, t, c) for h, (t, c) in unique.items() if h not in cached]
+    if progress is not None and cached:
+        progress(len(chunks) - len(missing))
+    fresh: dict[str, np.ndarray] = {}
+    refused: dict[str, str] = {}
+    if missing and write:
+        vectors, bad = embed_partial(embedder, [t for _, t, _ in missing], progress)
+        fresh = {h: vectors[i] for i, (h, _, _) in enumerate(missing) if i not in bad}
+        refused = {missing[i][0]: reason for i, reason in bad.items()}
+        db.cache_vectors(model_key, fresh, replace=bypass_cache)
+    known = {**cached, **fresh}
+    return Embedded(
+        vectors={cid: known[h] for cid, h in key_of.items() if h in known},
+        texts_embedded=len(missing) - len(refused),
+        tokens_embedded=sum(c.tokens for h, _, c in missing if h not in refused),
+        # Chunks not embedded because their text was known: cached, or repeated within this batch.
+        cache_hits=len(chunks) - len(missing),
+        rejected={cid: refused[h] for cid, h in key_of.items() if h in refused},
+    )
