@@ -148,7 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     stores.add_argument("--chunks-per-page", type=int, default=10)
     stores.add_argument("--queries", type=int, default=200)
     stores.add_argument("--listings", type=int, default=500)
+    embedders = parser.add_argument_group(
+        "embedders compared (bench/embedders.py), instead of the ingest runs"
+    )
+    embedders.add_argument("--embedders", help="comma-separated: local,int8,static,fake")
+    embedders.add_argument("--texts", type=int, default=400, help="texts per embed call")
+    embedders.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.embedders:
+        from bench import embedders as embedder_bench
+
+        os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-embedders-")
+        try:
+            rows = embedder_bench.run(args)
+        finally:
+            shutil.rmtree(os.environ["WEBVEC_HOME"], ignore_errors=True)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(rows, indent=2))
+        return 0
     if args.stores:
         from bench import stores as store_bench
 

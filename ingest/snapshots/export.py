@@ -17,8 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from ingest.config import CrawlConfig
+from ingest.context import embedding_texts
 from ingest.env import RunEnv, make_env
 from ingest.errors import ConfigError, NothingIngestedError, PermanentError
+from ingest.extract import Document
+from ingest.ids import text_hash
 from ingest.query import open_ledger
 from ingest.records import make_record
 from ingest.snapshots.formats import SnapshotRecord, make_writer, require
@@ -119,8 +122,10 @@ def _records(env: RunEnv, live: VersionRow, chunks: Sequence[ChunkRow]) -> Itera
     written = env.db.written_at(env.store.target)
     for start in range(0, len(chunks), IN_BATCH):
         part = chunks[start : start + IN_BATCH]
-        vectors = env.db.cached_vectors(key, [c["text_hash"] for c in part])
-        missing = [c["chunk_id"] for c in part if c["text_hash"] not in vectors]
+        # The cache is keyed by the hash of the text the embedder read (the chunk in its context).
+        hashes = _embedded_hashes(env, pages, part)
+        vectors = env.db.cached_vectors(key, list(hashes.values()))
+        missing = [c["chunk_id"] for c in part if hashes[c["chunk_id"]] not in vectors]
         if missing:
             raise PermanentError(
                 f"{env.cfg.name}: the embedding cache has no vector for {len(missing)} live chunk(s), e.g. "
@@ -130,9 +135,26 @@ def _records(env: RunEnv, live: VersionRow, chunks: Sequence[ChunkRow]) -> Itera
         for row in part:
             doc, chunk = pages[row["url"]], chunk_from_ledger(row)
             at = written.get(row["chunk_id"])
-            vector = vectors[row["text_hash"]]
+            vector = vectors[hashes[row["chunk_id"]]]
             record = make_record(doc, chunk, vector, key, at.isoformat() if at else "")
             # The text is a field of its own in every format, so not repeated in the metadata.
             meta = {k: v for k, v in record.metadata.items() if k != "text"}
-            batch.append(SnapshotRecord(chunk.id, vector, chunk.text, chunk.text_hash, meta))
+            batch.append(SnapshotRecord(chunk.id, vector, chunk.text, hashes[row["chunk_id"]], meta))
         yield batch
+
+
+def _embedded_hashes(env: RunEnv, pages: dict[str, Document], rows: Sequence[ChunkRow]) -> dict[str, str]:
+    """Chunk id → the embedding cache's key of its vector: the hash of the text the embedder read
+    (``chunk.context_template`` applied, as the run applied it)."""
+    keys = env.keys
+    chunks = {r["chunk_id"]: chunk_from_ledger(r) for r in rows}
+    texts = embedding_texts(
+        ((r["chunk_id"], pages[r["url"]].title, chunks[r["chunk_id"]].heading_path, r["text"]) for r in rows),
+        keys.context_template,
+        env.embedder.count_tokens,
+        keys.context_tokens,
+    )
+    return {
+        cid: chunks[cid].text_hash if text == chunks[cid].text else text_hash(text)
+        for cid, text in texts.items()
+    }

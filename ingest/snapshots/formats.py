@@ -13,10 +13,11 @@
 ``jsonl``
     ``records.jsonl``: one JSON object per line with the same fields (metadata as an object).
 
-``items.jsonl`` holds id, text, text_hash and metadata of each item. The metadata is the store
-record's (url, doc_id, title, heading, chunk_index, content_hash, model_key, crawled_at) without the
-text, which has a field of its own. Vendor packages are imported when
-their format is used; a missing one raises :class:`MissingExtraError`.
+``items.jsonl`` holds id, text, text_hash and metadata of each item. ``text_hash`` is the embedding
+cache's key: the hash of the text the embedder read (the chunk in its ``chunk.context_template``).
+The metadata is the store record's (url, doc_id, title, heading, chunk_index, content_hash,
+model_key, crawled_at) without the text, which has a field of its own. Vendor packages are imported
+when their format is used; a missing one raises :class:`MissingExtraError`.
 """
 
 from __future__ import annotations

@@ -20,13 +20,13 @@ from typing import Any
 from ingest.bookkeeping import Hooks, recorded_run
 from ingest.config import CrawlConfig
 from ingest.embedders import make_embedder
-from ingest.env import RunEnv, ensure_store, make_env
+from ingest.env import RunEnv, batch_keys, ensure_store, make_env
 from ingest.errors import ConfigError, PermanentError
 from ingest.snapshots.formats import SnapshotRecord, read_records, require
 from ingest.snapshots.locations import Location, parse_location
 from ingest.snapshots.manifest import IMPORTABLE, verify_files
 from ingest.state import StateDB
-from ingest.stores import VectorRecord
+from ingest.stores import VectorRecord, make_store
 from ingest.summary import RunSummary
 
 
@@ -69,11 +69,13 @@ def _check_fits(cfg: CrawlConfig, manifest: dict[str, Any], where: str) -> None:
         )
     require(manifest["format"])
     embedder = make_embedder(cfg.embedder)
-    if manifest["model_key"] != embedder.model_key:
+    # The run's model_key: the embedder's and what else changes vector meaning (the context template).
+    key = batch_keys(cfg, embedder).model_key
+    if manifest["model_key"] != key:
         raise ConfigError(
             f"{where}: embedded with model {manifest.get('model', '?')} (model_key {manifest['model_key']}), "
-            f"the crawl definition of {cfg.name} gives model_key {embedder.model_key}: set its embedder "
-            "as it was when the snapshot was made"
+            f"the crawl definition of {cfg.name} gives model_key {key}: set its embedder (and "
+            "chunk.context_template) as they were when the snapshot was made"
         )
     if int(manifest["dimension"]) != embedder.dimension:
         raise ConfigError(
@@ -104,6 +106,11 @@ def import_snapshot(
         db = StateDB(cfg.state_url())
         try:
             env = make_env(cfg, db)
+            # Into the store the crawl definition names now, even where the live version was
+            # written elsewhere (make_env would give that one): the next run then moves the live
+            # version there from the cache, as after any change of `store:`.
+            env.store = make_store(cfg.store, cfg.name, env.version)
+            env.store.check()
             live = db.live_version(cfg.name)
             if live is not None and live["model_key"] != env.keys.model_key:
                 raise ConfigError(

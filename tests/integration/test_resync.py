@@ -190,15 +190,28 @@ def _wrote_some(cfg) -> bool:  # type: ignore[no-untyped-def]
             return False
 
 
-@pytest.mark.parametrize("store_kind", ["chroma", "pgvector", "qdrant", "milvus"])
+@pytest.mark.parametrize("store_kind", ["chroma", "pgvector", "qdrant", "milvus", "pinecone"])
 def test_kill_9_mid_run_then_rerun_converges(
     tmp_path, serve_dir, write_crawl, store_kind, request, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "site"
     shutil.copytree(Path(__file__).resolve().parents[2] / "bench" / "site", root)
     server = serve_dir(root)
-    crawl = write_crawl(server.url, name="killed", store={"kind": store_kind})
+    store: dict[str, str] = {"kind": store_kind}
     env = {"PREFECT_API_URL": ""}  # the CLI runs the crawl itself, without Prefect
+    if store_kind == "pinecone":  # the Pinecone API server of the tests (tests/servers/pinecone_server.py)
+        from tests.servers.pinecone_server import start_pinecone_server
+
+        pinecone = start_pinecone_server()
+        request.addfinalizer(pinecone.stop)
+        store = {"kind": "pinecone", "host": pinecone.url, "index": "killed"}
+        env["PINECONE_API_KEY"] = pinecone.api_key
+        monkeypatch.setenv("PINECONE_API_KEY", pinecone.api_key)
+    crawl = write_crawl(server.url, name="killed", store=store)
+    clean_crawl = crawl
+    if store_kind == "pinecone":  # the clean run's own index on the same server
+        clean_crawl = tmp_path / "clean.yaml"
+        clean_crawl.write_text(crawl.read_text().replace("index: killed", "index: killed-clean"))
     clean_env = {**env, "WEBVEC_HOME": str(tmp_path / "clean-home")}
     if store_kind == "pgvector":  # a database for the runs, another for the clean run
         pg = request.getfixturevalue("pgvector_server")
@@ -227,7 +240,7 @@ def test_kill_9_mid_run_then_rerun_converges(
     assert set(in_store) == ledger  # no orphans, nothing missing
 
     # The same as a clean run from scratch into another home.
-    clean = _webvec("run", str(crawl), "--json", env=clean_env)
+    clean = _webvec("run", str(clean_crawl), "--json", env=clean_env)
     clean.communicate(timeout=300)
     assert clean.returncode == 0
     clean_db = StateDB(f"sqlite:///{tmp_path / 'clean-home' / 'state.db'}")
