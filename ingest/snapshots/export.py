@@ -65,12 +65,18 @@ def export_snapshot(cfg: CrawlConfig, fmt: str, to: str, *, now: datetime | None
         with location.staging(cfg.name) as folder:
             writer = make_writer(fmt, folder, env.metric)
             dimension = count = 0
-            for batch in _records(env, live, chunks):
-                dimension = dimension or int(batch[0].vector.shape[0])
-                if any(r.vector.shape != (dimension,) for r in batch):
-                    raise PermanentError(f"{cfg.name}: cached vectors of several dimensions; not exported")
-                writer.add(batch)
-                count += len(batch)
+            try:
+                for batch in _records(env, live, chunks):
+                    dimension = dimension or int(batch[0].vector.shape[0])
+                    if any(r.vector.shape != (dimension,) for r in batch):
+                        raise PermanentError(
+                            f"{cfg.name}: cached vectors of several dimensions; not exported"
+                        )
+                    writer.add(batch)
+                    count += len(batch)
+            except BaseException:
+                writer.abort()
+                raise
             names, index = writer.close()
             files = file_entries(folder, names)
             stamp = now or utcnow()

@@ -68,6 +68,10 @@ class Writer(Protocol):
         """Finish the files; the names written and what the manifest should say about the index."""
         ...
 
+    def abort(self) -> None:
+        """Release open files after a failure (the staging folder is thrown away)."""
+        ...
+
 
 def _vendor(module: str, package: str) -> Any:
     """Import a format's vendor module, or MissingExtraError naming the extra."""
@@ -144,6 +148,9 @@ class FaissWriter:
             "ids": f"faiss id N = line N (from 0) of {ITEMS}",
         }
 
+    def abort(self) -> None:
+        self.items.close()
+
 
 class AnnoyWriter:
     """``index.ann`` + ``items.jsonl`` (see the module docstring)."""
@@ -173,6 +180,9 @@ class AnnoyWriter:
             "trees": ANNOY_TREES,
             "ids": f"annoy item N = line N (from 0) of {ITEMS}",
         }
+
+    def abort(self) -> None:
+        self.items.close()
 
 
 class ParquetWriter:
@@ -216,6 +226,9 @@ class ParquetWriter:
         self.writer.close()
         return [self.path.name], {"file": self.path.name}
 
+    def abort(self) -> None:
+        self.writer.close()
+
 
 class JsonlWriter:
     """``records.jsonl`` (see the module docstring)."""
@@ -231,6 +244,9 @@ class JsonlWriter:
     def close(self) -> tuple[list[str], dict[str, Any]]:
         self.fh.close()
         return [self.path.name], {"file": self.path.name}
+
+    def abort(self) -> None:
+        self.fh.close()
 
 
 def make_writer(fmt: str, folder: Path, metric: str) -> Writer:
