@@ -332,11 +332,11 @@ def eval_cmd(
         print(json.dumps(data, default=str))
         return
     table = Table(title=f"{cfg.name}: {data['mode']}, {report.questions} questions")
-    for name in ("recall@1", "recall@5", f"recall@{k}", "MRR"):
+    figures = {"recall@1": report.recall_at_1, "recall@5": report.recall_at_5}
+    figures |= {f"recall@{k}": report.recall_at_k, "MRR": report.mrr}  # @k replaces @5 when k is 5
+    for name in figures:
         table.add_column(name, justify="right")
-    table.add_row(
-        *(f"{v:.3f}" for v in (report.recall_at_1, report.recall_at_5, report.recall_at_k, report.mrr))
-    )
+    table.add_row(*(f"{v:.3f}" for v in figures.values()))
     out.print(table)
     for miss in report.misses:
         out.print(f"[bold]miss:[/] {escape(miss['question'])}", highlight=False)

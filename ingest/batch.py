@@ -315,6 +315,31 @@ class Written:
         return [_outcome(url, Outcome.QUARANTINED, None, reason) for url, reason in first.items()]
 
 
+def rewritable(
+    db: StateDB,
+    keys: BatchKeys,
+    target: str,
+    docs: Sequence[Document],
+    chunked: Chunked,
+    ledger: Mapping[str, PageRow],
+) -> dict[str, str]:
+    """Stage 6's ``already``: chunk id → model_key of the batch's chunks that ``target`` holds and
+    need not be written again. With a context template, a chunk whose text stayed but whose page
+    title or heading path changed has another vector (its id is of the text alone): it is left out,
+    so it is written again."""
+    already = db.written_models(target, [c.id for c in chunked.flat])
+    if not keys.context_template or not already:
+        return already
+    headings = db.heading_paths(keys.crawl, list(already))
+    for doc in docs:
+        row = ledger.get(doc.url)
+        for c in chunked.by_doc[doc.doc_id]:
+            moved = row is None or row["title"] != doc.title or headings.get(c.id) != c.heading
+            if c.id in already and moved:
+                del already[c.id]
+    return already
+
+
 def write_documents(
     docs: Sequence[Document],
     chunked: Chunked,

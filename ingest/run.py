@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,7 +21,6 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from ingest.ahead import ExtractAhead
 from ingest.batch import (
-    Chunked,
     Extracted,
     SkipRecord,
     chunk_documents,
@@ -29,6 +28,7 @@ from ingest.batch import (
     embed_chunks,
     extract_pages,
     plan_batch,
+    rewritable,
     write_documents,
 )
 from ingest.bookkeeping import Heartbeat, Hooks, RunFailed, first_line, recorded_run
@@ -37,9 +37,8 @@ from ingest.dedup import NearDuplicateIndex
 from ingest.deletions import finish_deletions, sweep_repeated_chunks
 from ingest.env import RunEnv, ensure_store, make_env, store_changed
 from ingest.errors import ConfigError, WebvecError
-from ingest.extract import Document
 from ingest.model import RunStatus
-from ingest.state import FetchedPage, OutcomeRow, PageRow, StateDB, utcnow
+from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
 from ingest.summary import RunSummary
 from ingest.sync import Removal
 
@@ -149,27 +148,6 @@ def _timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a:
         summary.add_time(name, time.perf_counter() - start)
 
 
-def _rewritable(
-    env: RunEnv, docs: list[Document], chunked: Chunked, ledger: Mapping[str, PageRow]
-) -> dict[str, str]:
-    """Chunk id → model_key of the batch's chunks the store holds and need not be written again. With
-    a context template, a chunk whose text stayed but whose page title or heading path changed has
-    another vector (its id is of the text alone), so it is left out and written again."""
-    flat = [c.id for c in chunked.flat]
-    already = env.db.written_models(env.store.target, flat)
-    if not env.keys.context_template or not already:
-        return already
-    headings = env.db.heading_paths(env.keys.crawl, list(already))
-    for doc in docs:
-        row = ledger.get(doc.url)
-        for c in chunked.by_doc[doc.doc_id]:
-            if c.id in already and (
-                row is None or row["title"] != doc.title or headings.get(c.id) != c.heading
-            ):
-                del already[c.id]
-    return already
-
-
 def process_batch(
     env: RunEnv,
     pages: list[FetchedPage],
@@ -230,7 +208,7 @@ def process_batch(
         chunked,
         embedded,
         env.store,
-        _rewritable(env, docs, chunked, ledger),
+        rewritable(env.db, keys, env.store.target, docs, chunked, ledger),
         keys.model_key,
         now,
         aliases=aliases,
