@@ -8,11 +8,16 @@ is pure and shared: :func:`looks_like_app_shell` tells a single-page-application
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from lxml import html as lxml_html
+
+if TYPE_CHECKING:
+    from ingest.config import SourceConfig
 
 # The environment variable naming the Chromium binary when source.browser_path is not set.
 BROWSER_ENV = "WEBVEC_CHROMIUM"
@@ -33,6 +38,25 @@ def browser_path(configured: str | None, environ: Mapping[str, str] | None = Non
     """The Chromium binary to launch: ``source.browser_path``, else ``$WEBVEC_CHROMIUM``, else Debian's."""
     env = os.environ if environ is None else environ
     return configured or env.get(BROWSER_ENV) or DEFAULT_BROWSER
+
+
+def renderer_problem(source: SourceConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """What keeps ``source.render`` from working on this machine (one line saying what to do), or None.
+
+    Checked before a crawl starts (``webvec validate``, the run's preflight, the spider process), so a
+    missing browser is one clear error rather than every page failing with Playwright's launch error.
+    """
+    if source.render == "never":
+        return None
+    if importlib.util.find_spec("scrapy_playwright") is None:
+        return f"{source.render} needs scrapy-playwright: pip install 'webvec[render]'"
+    path = browser_path(source.browser_path, environ)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return (
+            f"{source.render} needs Chromium, and {path} is not an executable file: "
+            f"apt-get install chromium, or set source.browser_path (or ${BROWSER_ENV}) to a Chromium binary"
+        )
+    return None
 
 
 def _visible_text_length(element: etree._Element, budget: int = SHELL_MAX_TEXT_CHARS) -> int:

@@ -35,7 +35,12 @@ What it does with each URL, in order:
    URLs' robots.txt). A listed live page whose ``<lastmod>`` predates its last fetch (the ledger's
    ``last_seen``) is not requested: it is stored as a 304 row, unchanged and seen, so it never goes
    stale for not being fetched.
-5. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
+5. Rendering (``source.render``, :mod:`spiders.render`). With ``always`` every page request (but links
+   named like documents) is downloaded and rendered by a headless Chromium through scrapy-playwright;
+   with ``auto`` a 200 HTML page that is an app shell (:func:`ingest.render.looks_like_app_shell`) is
+   requested once more, rendered, and only the rendered response is stored. Rendered rows say so
+   (``FetchedPage.rendered``); the stats file counts them and the browser requests that were blocked.
+6. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
    the spider and the crawl is reported as not complete. ``source.max_duration`` closes it the same way
    (Scrapy's CLOSESPIDER_TIMEOUT, finish reason ``closespider_timeout``).
 """

@@ -9,6 +9,7 @@ are skipped as having no main text; rendered (``auto`` and ``always``), both are
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,13 @@ def test_rendered_html_over_the_page_cap_is_skipped(tmp_path: Path, js_site: Sta
     assert stats["too_large"] == 1 and stats["pages_stored"] == 0
 
 
-def test_browser_path_names_a_missing_binary_in_the_error(tmp_path: Path, js_site: StaticServer) -> None:
+def test_a_missing_browser_stops_the_crawl_with_one_line(tmp_path: Path, js_site: StaticServer) -> None:
+    from spiders.run import spider_command
+
     crawl = _crawl(tmp_path, js_site.url, "always", browser_path=str(tmp_path / "no-chromium"))
-    stats = run_spider(crawl, "run-nobrowser")
-    assert stats["pages_stored"] == 0 and stats["errors"] >= 1
+    proc = subprocess.run(
+        spider_command(crawl, "run-nobrowser", tmp_path / "stats.json"), capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "no-chromium is not an executable file: apt-get install chromium" in proc.stderr
+    assert js_site.requests == {}  # stopped before the first request

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from ingest.config import SourceConfig
-from ingest.render import BROWSER_ENV, DEFAULT_BROWSER, browser_path, looks_like_app_shell
+from ingest.render import BROWSER_ENV, DEFAULT_BROWSER, browser_path, looks_like_app_shell, renderer_problem
 from ingest.urls import NetworkPolicy
 from spiders.render import BrowserRequestGuard, host_resolver_rules, render_settings
 from spiders.settings import settings_for
@@ -130,3 +130,24 @@ def test_a_plain_crawl_never_imports_playwright() -> None:
         "assert not [m for m in sys.modules if 'playwright' in m], 'playwright imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_the_spider_process_keeps_the_browser_variable_and_nothing_secret() -> None:
+    from spiders.run import spider_env
+
+    env = spider_env({BROWSER_ENV: "/opt/chromium/chrome", "OPENAI_API_KEY": "sk-secret"})
+    assert env == {BROWSER_ENV: "/opt/chromium/chrome"}
+
+
+def test_preflight_names_a_missing_browser(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.config import parse_crawl
+    from ingest.preflight import preflight
+
+    monkeypatch.setenv(BROWSER_ENV, str(tmp_path / "chromium"))
+    # allow_private_networks: no DNS lookup of the start URL in a unit test.
+    source = {"start_urls": ["https://docs.example.com/"], "render": "auto", "allow_private_networks": True}
+    problems = preflight(parse_crawl({"name": "spa", "source": source}))
+    assert [p.level for p in problems if p.field == "source.render"] == ["error"]
+    assert renderer_problem(_source(render="never")) is None
+    message = renderer_problem(_source(render="always"), {BROWSER_ENV: str(tmp_path / "chromium")})
+    assert message and "apt-get install chromium" in message and "WEBVEC_CHROMIUM" in message
