@@ -111,18 +111,42 @@ def host_resolver_rules(domains: list[str]) -> str:
     return ", ".join(["MAP * ~NOTFOUND", *excluded])
 
 
-async def settle(page: Any, timeout_s: float = SETTLE_S) -> None:
-    """Wait until the page's own requests are done (network idle), at most ``timeout_s``.
+# The main document's server time (request sent to last byte), from the page's Navigation Timing entry.
+_SERVER_TIME_JS = (
+    "() => { const n = performance.getEntriesByType('navigation')[0];"
+    " return n ? n.responseEnd - n.requestStart : null; }"
+)
+
+
+async def settle(page: Any, timeout_s: float = SETTLE_S) -> float | None:
+    """Wait until the page's own requests are done (network idle), at most ``timeout_s``; returns how
+    long the server took to send the page itself, in seconds (None when the browser does not say).
 
     A scrapy-playwright PageMethod: the XHR that fills in an article usually ends shortly after the
-    load event; a page that never goes idle is taken as it is.
+    load event; a page that never goes idle is taken as it is. The server time is what AutoThrottle
+    adapts to (:func:`server_latency`): the render time says nothing about the server's load.
     """
+    from playwright.async_api import Error as PlaywrightError
     from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
     try:
         await page.wait_for_load_state("networkidle", timeout=timeout_s * 1000)
     except PlaywrightTimeoutError:
         logger.debug("%s did not go network-idle within %.0f s: taken as it is", page.url, timeout_s)
+    try:
+        ms = await page.evaluate(_SERVER_TIME_JS)
+    except PlaywrightError:
+        return None
+    return float(ms) / 1000 if isinstance(ms, int | float) and ms >= 0 else None
+
+
+def server_latency(meta: dict[str, Any]) -> float | None:
+    """The server time :func:`settle` measured for a rendered response (None: not rendered, unknown)."""
+    for method in meta.get("playwright_page_methods") or ():
+        if getattr(method, "method", None) is settle:
+            result = getattr(method, "result", None)
+            return float(result) if isinstance(result, int | float) else None
+    return None
 
 
 def render_meta(why: str) -> dict[str, Any]:

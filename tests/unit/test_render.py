@@ -151,3 +151,36 @@ def test_preflight_names_a_missing_browser(tmp_path: Any, monkeypatch: pytest.Mo
     assert renderer_problem(_source(render="never")) is None
     message = renderer_problem(_source(render="always"), {BROWSER_ENV: str(tmp_path / "chromium")})
     assert message and "apt-get install chromium" in message and "WEBVEC_CHROMIUM" in message
+
+
+def test_autothrottle_adapts_to_the_server_time_of_a_rendered_page() -> None:
+    from scrapy.http import HtmlResponse, Request
+
+    from spiders.extensions import ConditionalAutoThrottle
+    from spiders.render import render_meta, server_latency
+
+    meta = render_meta("always")
+    assert server_latency(meta) is None  # not rendered yet
+    meta["playwright_page_methods"][0].result = 0.02
+    assert server_latency(meta) == 0.02
+    seen: list[float] = []
+
+    class _Probe(ConditionalAutoThrottle):
+        def __init__(self) -> None:  # no crawler needed: only _adjust_delay is exercised
+            pass
+
+    def record(self: Any, slot: Any, latency: float, response: Any) -> None:
+        seen.append(latency)
+
+    probe = _Probe()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("scrapy.extensions.throttle.AutoThrottle._adjust_delay", record)
+        url = "https://docs.example.com/"
+        rendered = HtmlResponse(url, body=b"", request=Request(url, meta=meta), flags=["playwright"])
+        probe._adjust_delay(None, 3.5, rendered)  # 3.5 s of rendering, 20 ms of server
+        asked = Request(url, meta=render_meta("auto"))
+        unknown = HtmlResponse(url, body=b"", request=asked, flags=["playwright"])
+        probe._adjust_delay(None, 3.5, unknown)  # no server time: the delay is left alone
+        plain = HtmlResponse(url, body=b"", request=Request(url))
+        probe._adjust_delay(None, 0.4, plain)
+    assert seen == [0.02, 0.4]
