@@ -149,6 +149,14 @@ def server_latency(meta: dict[str, Any]) -> float | None:
     return None
 
 
+def render_failure(exc: BaseException | None) -> str:
+    """One line for a page the browser could not render (Playwright's messages carry a call log)."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    if type(exc).__name__ == "TimeoutError":
+        return f"rendering timed out (source.render_timeout_s): {first}"
+    return f"rendering failed: {type(exc).__name__}: {first}"
+
+
 def render_meta(why: str) -> dict[str, Any]:
     """The Request.meta that makes scrapy-playwright render a request (``why``: always or auto)."""
     from scrapy_playwright.page import PageMethod

@@ -76,7 +76,7 @@ from ingest.render import looks_like_app_shell
 from ingest.state import FetchedPage, StateDB
 from ingest.urls import NetworkPolicy, canonicalize_url, host_of, is_http_url, on_allowed_domains
 from spiders.middlewares import RequestRefused
-from spiders.render import RENDERED, BrowserRequestGuard, render_meta, render_settings
+from spiders.render import RENDERED, BrowserRequestGuard, render_failure, render_meta, render_settings
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
 from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
 from spiders.sitemaps import SitemapEntry, iter_sitemap, modified_before, open_sitemap_body, parse_lastmod
@@ -826,7 +826,8 @@ class ConfigSpider(Spider):
             return
         else:
             category = "errors"
-            reason = f"{failure_cause(exc)}{attempts_note(request)}"
+            cause = render_failure(exc) if request.meta.get(RENDERED) else failure_cause(exc)
+            reason = f"{cause}{attempts_note(request)}"
         self.counts[category] += 1
         if category == "errors" and len(self._failed) < FAILED_LISTED:
             self._failed.append({"url": url, "reason": reason})
@@ -960,6 +961,7 @@ class ConfigSpider(Spider):
                 "rendered": c["rendered"],
                 "render_needed": c["render_needed"],
                 "render_needed_urls": list(self._render_needed),
+                "render_downloads": c["render_downloads"],  # the browser would download: fetched plainly
                 "render_blocked": dict(self.render_guard.blocked) if self.render_guard else {},
                 "skipped_hosts": [{"host": h, "reason": r} for h, r in sorted(self._skipped_hosts.items())],
             }

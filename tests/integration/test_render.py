@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +234,60 @@ def test_a_missing_browser_stops_the_crawl_with_one_line(tmp_path: Path, js_site
     assert proc.returncode == 2
     assert "no-chromium is not an executable file: apt-get install chromium" in proc.stderr
     assert js_site.requests == {}  # stopped before the first request
+
+
+def test_robots_txt_applies_to_rendered_pages(tmp_path: Path, js_site: StaticServer) -> None:
+    (Path(js_site.root) / "robots.txt").write_text("User-agent: *\nDisallow: /xhr.html\n")
+    crawl = _crawl(tmp_path, js_site.url, "always")
+    stats = run_spider(crawl, "run-robots")
+    assert stats["robots_disallowed"] == 1 and stats["pages_stored"] == 1
+    assert "/xhr.html" not in js_site.requests  # neither Scrapy nor the browser asked for it
+
+
+def test_a_download_behind_a_plain_name_is_fetched_plainly(tmp_path: Path, js_site: StaticServer) -> None:
+    # "notes" (no suffix) is served as application/octet-stream: the browser would download it, which
+    # it may not; the spider fetches it plainly instead and records it as any plain crawl would.
+    root = Path(js_site.root)
+    (root / "notes").write_bytes(b"\x00\x01binary, not a page\x02" * 100)
+    crawl = _crawl(tmp_path, js_site.url, "always", start_urls=[js_site.url, js_site.url + "notes"])
+    stats = run_spider(crawl, "run-download")
+    assert stats["render_downloads"] == 1
+    assert stats["not_html"] == 1 and stats["errors"] == 0, stats["failed"]
+    assert stats["pages_stored"] == 2
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """Answers every request after 10 s: a script that holds the page's load event."""
+
+    def do_GET(self) -> None:
+        time.sleep(10)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/javascript")
+        self.end_headers()
+        self.wfile.write(b"// too late\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_a_page_that_does_not_load_in_time_fails_alone(tmp_path: Path, js_site: StaticServer) -> None:
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    slow.daemon_threads = True
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        root = Path(js_site.root)
+        (root / "stuck.html").write_text(
+            f'<html><body><p>Stuck</p><script src="http://127.0.0.1:{slow.server_address[1]}/s.js"></script>'
+            "</body></html>"
+        )
+        start_urls = [js_site.url, js_site.url + "stuck.html"]
+        crawl = _crawl(tmp_path, js_site.url, "always", start_urls=start_urls, render_timeout_s=2)
+        started = time.monotonic()
+        stats = run_spider(crawl, "run-timeout")
+        assert time.monotonic() - started < 30
+    finally:
+        slow.shutdown()
+    assert stats["pages_stored"] == 2  # index.html and xhr.html
+    assert stats["failed_pages"] == 1 and "stuck.html" in stats["failed"][0]["url"]
+    reason = stats["failed"][0]["reason"]
+    assert reason.startswith("rendering timed out (source.render_timeout_s)") and "\n" not in reason
