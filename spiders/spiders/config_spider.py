@@ -673,7 +673,7 @@ class ConfigSpider(Spider):
             self.counts["render_needed"] += 1
             if len(self._render_needed) < RENDER_LISTED:
                 self._render_needed.append(url)
-            request = self._page_request(response.url, depth, conditional=False, render="auto")
+            request = self._page_request(final, depth, conditional=False, render="auto")
             request.meta[URL] = url  # the URL as scheduled, before any redirect
             yield request
             return
