@@ -120,6 +120,7 @@ def test_without_rendering_script_pages_have_no_main_text(tmp_path: Path, js_sit
     summary = run_ingest(crawl, crawl_source_for(crawl)).to_dict()
     got = _outcomes(crawl, summary["run_id"], js_site.url)
     assert got[""] == ("skipped", "no_main_text")
+    assert summary["pages_rendered"] == summary["pages_render_needed"] == 0
     assert "xhr.html" not in got  # its link exists only once the script has run
     assert js_site.requests.get("/app.js", 0) == 0  # nothing ran the script
 
@@ -131,6 +132,9 @@ def test_rendered_pages_are_indexed_and_found(tmp_path: Path, js_site: StaticSer
     got = _outcomes(crawl, summary["run_id"], js_site.url)
     assert got[""] == ("new", None) and got["xhr.html"] == ("new", None), got
     assert js_site.requests["/article.json"] == 1  # fetched by the page's XHR, in the browser
+    # The run's summary says how many pages were rendered, and how many of them were app shells.
+    assert summary["pages_rendered"] == 2
+    assert summary["pages_render_needed"] == (2 if render == "auto" else 0)
 
     cfg = load_crawl(crawl)
     for query, path in (("glaciers grinding bedrock flour", ""), ("volcanoes ash fertile soil", "xhr.html")):
