@@ -7,6 +7,8 @@ module checks what it means here and now:
   private, link-local or reserved address while ``source.allow_private_networks`` is false. The spider
   would refuse every request and the run would end with nothing fetched; better to say so before. A
   name counts by what it resolves to (:func:`ingest.urls.is_private_host`), as the spider decides.
+  Likewise ``source.render`` without its browser or the render extra (every page would fail):
+  :func:`ingest.render.renderer_problem`.
 - **warnings** (legitimate, but worth a line): ``store.path`` (``store.uri`` of Milvus Lite) or a
   SQLite state DB outside ``$WEBVEC_HOME`` (relative paths are already taken from it, so only an
   absolute path lands here: that data is not moved, backed up or cleaned up with the rest of webvec's
@@ -39,6 +41,7 @@ from ingest.config import (
     webvec_home,
 )
 from ingest.errors import ConfigError
+from ingest.render import renderer_problem
 from ingest.urls import is_private_host
 
 
@@ -60,7 +63,7 @@ def preflight(cfg: CrawlConfig) -> list[Problem]:
 
     May resolve host names (the start URLs' and sitemaps'); reads the environment; writes nothing.
     """
-    problems = [*_private_hosts(cfg), *_locations(cfg), *_environment(cfg)]
+    problems = [*_private_hosts(cfg), *_renderer(cfg), *_locations(cfg), *_environment(cfg)]
     return sorted(problems, key=lambda p: p.level != "error")
 
 
@@ -96,6 +99,15 @@ def _private_hosts(cfg: CrawlConfig) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def _renderer(cfg: CrawlConfig) -> list[Problem]:
+    # source.render needs a browser and the render extra; without them every page would fail.
+    web = cfg.source
+    if not isinstance(web, SourceConfig):
+        return []
+    problem = renderer_problem(web)
+    return [Problem("error", "source.render", problem)] if problem else []
 
 
 def _is_literal(host: str) -> bool:

@@ -320,6 +320,10 @@ def crawl_and_sync(
         ahead.close()
     summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
     summary.crawl_complete = stats.complete and mode.whole_site
+    # source.render: pages the browser rendered, and (auto) how many of them were app shells.
+    for name, key in (("pages_rendered", "rendered"), ("pages_render_needed", "render_needed")):
+        value = stats.raw.get(key)
+        setattr(summary, name, value if isinstance(value, int) else 0)
     if not mode.whole_site and _report_selection(env.cfg, mode, stats, summary):
         return
     if not state.seen:  # no server answered with a page (refused, unreachable, robots, ...)

@@ -40,6 +40,8 @@ class RunSummary:
     pages_gone: int = 0  # answered 404/410
     pages_skipped: int = 0  # nothing to index: robots, not html, too large, no main text, ...
     pages_failed: int = 0  # could not be fetched or read this time (network, 5xx, extraction)
+    pages_rendered: int = 0  # source.render: downloaded and rendered by the browser (of pages_fetched)
+    pages_render_needed: int = 0  # render: auto: of those, app shells whose plain HTML had no text
     skip_reasons: dict[str, int] = field(default_factory=dict)  # SkipKind → pages (skipped + failed)
     failed_urls: list[list[str]] = field(default_factory=list)  # [url, reason], the first few
     pages_deleted: int = 0  # pages whose vectors were deleted (gone, emptied, duplicate, stale)
@@ -116,6 +118,8 @@ class RunSummary:
         ]
         if s.chunks_quarantined:
             rows.insert(7, ("chunks quarantined", str(s.chunks_quarantined)))
+        if s.pages_rendered or s.pages_render_needed:
+            rows.insert(5, ("  rendered (app shells)", f"{s.pages_rendered} ({s.pages_render_needed})"))
         rows += [(f"  {stage}", f"{secs:.2f}s") for stage, secs in s.stage_seconds.items()]
         if s.skip_reasons:
             rows.append(("skip reasons", ", ".join(f"{k} ×{v}" for k, v in sorted(s.skip_reasons.items()))))

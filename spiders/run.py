@@ -49,6 +49,7 @@ from typing import Any
 
 from ingest.config import CrawlConfig, SourceConfig, load_crawl
 from ingest.errors import ConfigError
+from ingest.render import BROWSER_ENV, renderer_problem
 from ingest.urls import is_http_url
 
 # The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
@@ -93,6 +94,7 @@ SPIDER_ENV_NAMES = frozenset(
         "SSL_CERT_DIR",
         "WEBVEC_HOME",
         "WEBVEC_CRAWLS_DIR",
+        BROWSER_ENV,  # WEBVEC_CHROMIUM: source.render's browser when source.browser_path is not set
     }
 )
 # Locale categories, and libpq's settings for a PostgreSQL state DB (PGHOST, PGPASSFILE, ...).
@@ -309,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for url in urls or []:
                 if not is_http_url(url):
                     raise ConfigError(f"{option}: not an http(s) URL with a host: {url!r}")
+        render_problem = renderer_problem(cfg.web)
+        if render_problem is not None:
+            raise ConfigError(f"{args.crawl}: source.render: {render_problem}")
     except ConfigError as exc:
         print(" ".join(str(exc).split()), file=sys.stderr)
         return 2

@@ -119,6 +119,33 @@ class SourceConfig(_Strict):
         description="User-Agent header sent with every request; say who runs the crawl and how to reach you.",
     )
 
+    # -- JavaScript rendering (issue 13) --------------------------------------------------------
+    render: Literal["never", "auto", "always"] = Field(
+        "never",
+        description="Render pages in a headless Chromium (scrapy-playwright, the render extra): never; "
+        "auto = only pages whose HTML is an app shell (near-empty body with scripts); always = every page.",
+    )
+    # A rendering browser page costs ~50-150 MB and a CPU core while its scripts run: 2 keeps a laptop
+    # usable; 16 is as many pages as one machine renders usefully (concurrency caps plain requests).
+    render_concurrency: int = Field(
+        2, ge=1, le=16, description="Pages rendered at once, at most (1-16); requests count as usual."
+    )
+    browser_path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="Chromium binary used for rendering; default: $WEBVEC_CHROMIUM, else /usr/bin/chromium "
+        "(Debian's chromium package).",
+    )
+    # At least 1 s; at most 300 s: a page whose scripts take longer is broken or hostile, and it holds one
+    # of the few render slots meanwhile.
+    render_timeout_s: float = Field(
+        30.0,
+        ge=1,
+        le=300,
+        description="Seconds one page may take to load and render in the browser (1-300); longer fails it.",
+    )
+
     @field_validator("user_agent")
     @classmethod
     def _user_agent(cls, value: str) -> str:

@@ -45,6 +45,7 @@ class FetchedMixin:
                     body=zlib.compress(page.body, 3) if page.body is not None else None,
                     skip_reason=page.skip_reason,
                     skip_kind=str(page.skip_kind) if page.skip_kind else None,
+                    rendered=page.rendered,
                 )
             )
 
@@ -70,6 +71,7 @@ class FetchedMixin:
                     body=zlib.decompress(r["body"]) if r["body"] is not None else None,
                     skip_reason=r["skip_reason"],
                     skip_kind=SkipKind(r["skip_kind"]) if r["skip_kind"] else None,
+                    rendered=r["rendered"],
                     seq=r["seq"],
                     run_id=r["run_id"],
                 )

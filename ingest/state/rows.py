@@ -150,5 +150,8 @@ class FetchedPage:
     body: bytes | None = None
     skip_reason: str | None = None
     skip_kind: SkipKind | None = None
+    # Rendered in a headless browser (source.render): "always", or "auto" when its plain HTML was an app
+    # shell (the page needed rendering); None for a plain download.
+    rendered: str | None = None
     seq: int = 0
     run_id: str = ""

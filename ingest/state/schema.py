@@ -77,6 +77,7 @@ fetched = sa.Table(
     sa.Column("body", sa.LargeBinary),  # zlib-compressed
     sa.Column("skip_reason", sa.Text),
     sa.Column("skip_kind", sa.String(20)),  # SkipKind
+    sa.Column("rendered", sa.String(10)),  # FetchedPage.rendered: always, auto, or NULL (plain)
 )
 
 page_links = sa.Table(

@@ -35,7 +35,12 @@ What it does with each URL, in order:
    URLs' robots.txt). A listed live page whose ``<lastmod>`` predates its last fetch (the ledger's
    ``last_seen``) is not requested: it is stored as a 304 row, unchanged and seen, so it never goes
    stale for not being fetched.
-5. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
+5. Rendering (``source.render``, :mod:`spiders.render`). With ``always`` every page request (but links
+   named like documents) is downloaded and rendered by a headless Chromium through scrapy-playwright;
+   with ``auto`` a 200 HTML page that is an app shell (:func:`ingest.render.looks_like_app_shell`) is
+   requested once more, rendered, and only the rendered response is stored. Rendered rows say so
+   (``FetchedPage.rendered``); the stats file counts them and the browser requests that were blocked.
+6. Limits. At most ``source.max_pages`` pages (200 HTML plus 304) are stored; reaching the limit closes
    the spider and the crawl is reported as not complete. ``source.max_duration`` closes it the same way
    (Scrapy's CLOSESPIDER_TIMEOUT, finish reason ``closespider_timeout``).
 """
@@ -67,9 +72,11 @@ from twisted.python.failure import Failure
 from ingest.config import CrawlConfig, load_crawl
 from ingest.formats import DOCUMENT_SUFFIXES, DOCX_TYPE, OPAQUE_TYPES, BodyKind, declared_kind, sniff
 from ingest.model import SkipKind
+from ingest.render import looks_like_app_shell
 from ingest.state import FetchedPage, StateDB
-from ingest.urls import canonicalize_url, host_of, is_http_url, on_allowed_domains
+from ingest.urls import NetworkPolicy, canonicalize_url, host_of, is_http_url, on_allowed_domains
 from spiders.middlewares import RequestRefused
+from spiders.render import RENDERED, BrowserRequestGuard, render_failure, render_meta, render_settings
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
 from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
 from spiders.sitemaps import SitemapEntry, iter_sitemap, modified_before, open_sitemap_body, parse_lastmod
@@ -102,6 +109,7 @@ REPORTED_EXTENSIONS = frozenset(
 GONE_STATUSES = (404, 410)
 DOCUMENT_MIME = {BodyKind.PDF: "application/pdf", BodyKind.DOCX: DOCX_TYPE}
 FAILED_LISTED = 20  # failed pages listed by URL in the stats file (all are rows in the state DB)
+RENDER_LISTED = 20  # pages source.render: auto found to need rendering, listed by URL in the stats file
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead).
 # Counters of rows without a body that are reported as "pages_skipped" (404/410 are "gone" instead),
 # and the SkipKind each row of that counter is stored with (the flow never reads the reason text).
@@ -212,6 +220,16 @@ class ConfigSpider(Spider):
         # source.follow_links: false lists the pages by the sitemaps alone, like --sitemap-only, but
         # it is the whole site: unseen pages go stale as in a full crawl.
         self.listed_only = self.sitemap_only or not source.follow_links
+        # source.render: a guard for what rendered pages request (its counts go into the stats file).
+        self.render = source.render
+        self.render_guard = (
+            BrowserRequestGuard(
+                self.domains, NetworkPolicy(source.allow_private_networks, tuple(source.allow_hosts))
+            )
+            if self.render != "never"
+            else None
+        )
+        self._render_needed: list[str] = []  # the first RENDER_LISTED app shells (render: auto)
         self._link_extractor = LinkExtractor(
             unique=True, deny_extensions=[e for e in IGNORED_EXTENSIONS if e not in REPORTED_EXTENSIONS]
         )
@@ -254,7 +272,9 @@ class ConfigSpider(Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         """Create the spider and apply its crawl's settings before Scrapy freezes them."""
         spider = super().from_crawler(crawler, *args, **kwargs)
-        crawler.settings.setdict(settings_for(spider.cfg.web), priority="spider")
+        settings = settings_for(spider.cfg.web)
+        settings.update(render_settings(spider.cfg.web, spider.render_guard))
+        crawler.settings.setdict(settings, priority="spider")
         crawler.signals.connect(spider._on_headers, signal=signals.headers_received)
         crawler.signals.connect(spider._on_bytes, signal=signals.bytes_received)
         return spider
@@ -452,10 +472,24 @@ class ConfigSpider(Spider):
         if wakeup is not None and not wakeup.called:
             wakeup.callback(None)
 
-    def _page_request(self, url: str, depth: int, *, conditional: bool = True) -> Request:
+    def _page_request(
+        self,
+        url: str,
+        depth: int,
+        *,
+        conditional: bool = True,
+        render: str | None = None,
+        plain: bool = False,
+    ) -> Request:
+        """A page request; ``render`` (always, auto) has the browser download and render it, ``plain``
+        has Scrapy download it even with ``source.render: always``."""
         self._seen.add(url)
+        if render is None and self.render == "always" and not plain and not self._document_link(url):
+            render = "always"
         headers: dict[str, str] = {}
-        if conditional:
+        # A rendered request is unconditional: a browser shown a 304 to a navigation it has no cache
+        # for renders an empty page. Unchanged pages are still found unchanged by their text's hash.
+        if conditional and render is None:
             etag, last_modified = self.validators.get(url, (None, None))
             if etag:
                 headers["If-None-Match"] = etag
@@ -464,6 +498,8 @@ class ConfigSpider(Spider):
         meta: dict[str, Any] = {KIND: "page", URL: url, DEPTH: depth}
         if self.download_maxsize > self.cfg.web.max_page_bytes:
             meta["download_maxsize"] = self.download_maxsize
+        if render is not None:
+            meta.update(render_meta(render))
         return Request(
             url,
             callback=self.parse_page,
@@ -471,7 +507,16 @@ class ConfigSpider(Spider):
             headers=headers or None,
             priority=-depth,
             meta=meta,
+            # A page re-requested for rendering (render: auto) has been seen already.
+            dont_filter=render == "auto",
         )
+
+    @staticmethod
+    def _document_link(url: str) -> bool:
+        """Whether a URL names a document by its file name (.pdf, .docx, ...): fetched plainly even
+        with ``render: always``, since the browser refuses downloads."""
+        name = urlsplit(url).path.lower().rsplit("/", 1)[-1]
+        return "." in name and name.rsplit(".", 1)[-1] in REPORTED_EXTENSIONS
 
     def _sitemap_request(self, url: str) -> Request:
         self._sitemaps_in_flight += 1
@@ -575,6 +620,7 @@ class ConfigSpider(Spider):
             etag=etag,
             last_modified=last_modified,
             depth=depth,
+            rendered=response.meta.get(RENDERED),
         )
 
         if response.status in GONE_STATUSES:
@@ -616,6 +662,22 @@ class ConfigSpider(Spider):
             yield row
             return
 
+        if row.rendered is not None:
+            refusal = self._rendered_refusal(row, response)
+            if refusal is not None:
+                yield refusal
+                return
+        elif self.render == "auto" and response.status == 200 and looks_like_app_shell(response.body):
+            # The HTML is an app shell: its text comes from scripts. Fetched again, rendered, once; the
+            # rendered response comes back here and is stored as the page (rendered="auto").
+            self.counts["render_needed"] += 1
+            if len(self._render_needed) < RENDER_LISTED:
+                self._render_needed.append(url)
+            request = self._page_request(final, depth, conditional=False, render="auto")
+            request.meta[URL] = url  # the URL as scheduled, before any redirect
+            yield request
+            return
+
         links = self._extract_links(response)
         try:
             if not self.dry_run:
@@ -638,6 +700,27 @@ class ConfigSpider(Spider):
         elif row.skip_reason:
             row.body = None
             yield row
+
+    def _rendered_refusal(self, row: FetchedPage, response: Response) -> FetchedPage | None:
+        """The skipped row of a rendered page that must not be stored, or None to store it.
+
+        Chromium follows redirects (and a script may navigate) without asking Scrapy's middlewares,
+        so the page it ended on is checked here; and the rendered HTML (which scripts may have grown
+        far beyond the download) is held to ``source.max_page_bytes``.
+        """
+        self.counts["rendered"] += 1
+        if not self.allowed_host(host_of(row.final_url)):
+            self.counts["offsite_redirects"] += 1
+            row.skip_reason = f"rendered page ended off the allowed domains, at {row.final_url}"
+            row.skip_kind = SkipKind.OFFSITE
+            return row
+        limit = self.cfg.web.max_page_bytes
+        if len(response.body) > limit:
+            self.counts["too_large"] += 1
+            row.skip_reason = f"too large: rendered HTML over source.max_page_bytes ({limit} bytes)"
+            row.skip_kind = SkipKind.TOO_LARGE
+            return row
+        return None
 
     def _store_document(self, row: FetchedPage, response: Response, kind: BodyKind) -> Iterator[FetchedPage]:
         """A PDF or DOCX response: stored whole for the extraction (which reads it), no links."""
@@ -692,7 +775,7 @@ class ConfigSpider(Spider):
                 links[canonicalize_url(link.url)] = None
         return list(links)
 
-    def on_page_error(self, failure: Failure) -> Iterator[FetchedPage]:
+    def on_page_error(self, failure: Failure) -> Iterator[FetchedPage | Request]:
         """Record a page request that produced no usable response as a skipped row."""
         request: Request = failure.request  # type: ignore[attr-defined]
         self._settle(request.meta)
@@ -700,6 +783,13 @@ class ConfigSpider(Spider):
         url = request.meta.get(URL) or canonicalize_url(request.url)
         final = canonicalize_url(request.url)
         status = 0
+        if request.meta.get(RENDERED) and "download" in str(exc).lower():
+            # The browser refuses downloads (a document behind a URL without a telling name): fetch
+            # it plainly, once, so it is stored or skipped as any plain response would be.
+            self.counts["render_downloads"] += 1
+            retry = self._page_request(url, request.meta.get(DEPTH, 0), conditional=False, plain=True)
+            yield retry.replace(dont_filter=True)
+            return
         if isinstance(exc, RequestRefused):
             category = {
                 "private": "private_refused",
@@ -736,7 +826,8 @@ class ConfigSpider(Spider):
             return
         else:
             category = "errors"
-            reason = f"{failure_cause(exc)}{attempts_note(request)}"
+            cause = render_failure(exc) if request.meta.get(RENDERED) else failure_cause(exc)
+            reason = f"{cause}{attempts_note(request)}"
         self.counts[category] += 1
         if category == "errors" and len(self._failed) < FAILED_LISTED:
             self._failed.append({"url": url, "reason": reason})
@@ -865,6 +956,13 @@ class ConfigSpider(Spider):
                 # follow_links: false: pages not requested, their <lastmod> predates their last fetch
                 "lastmod_unmodified": c["lastmod_unmodified"],
                 "documents": c["documents"],  # PDF/DOCX responses stored (also in pages_stored)
+                # source.render: pages downloaded by the browser, app shells found by render: auto
+                # (and the first of them by URL), and the browser's own requests blocked, by reason.
+                "rendered": c["rendered"],
+                "render_needed": c["render_needed"],
+                "render_needed_urls": list(self._render_needed),
+                "render_downloads": c["render_downloads"],  # the browser would download: fetched plainly
+                "render_blocked": dict(self.render_guard.blocked) if self.render_guard else {},
                 "skipped_hosts": [{"host": h, "reason": r} for h, r in sorted(self._skipped_hosts.items())],
             }
         )
