@@ -201,6 +201,8 @@ def _run_cases(seeds: range) -> tuple[list[str], Counter[str]]:
     return failures, kinds
 
 
+# Thousands of extractions (~17 s): the full tier's.
+@pytest.mark.slow
 def test_mutation_corpus_never_raises() -> None:
     # Trafilatura spends 10-20 ms on even a tiny page: the cases are spread over the CPUs.
     workers = min(4, len(os.sched_getaffinity(0)))

@@ -48,6 +48,8 @@ def extractor() -> Iterator[Extractor]:
         yield ex
 
 
+# Waits out the per-page time limit (~10 s): the full tier's.
+@pytest.mark.slow
 def test_slow_page_is_skipped_and_the_batch_goes_on(extractor: Extractor) -> None:
     items = [
         _page("python-howto-sorting.html"),

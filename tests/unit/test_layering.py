@@ -6,6 +6,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import ingest
 
 
@@ -46,6 +48,8 @@ def test_ingest_imports_neither_flows_nor_spiders() -> None:
     assert _imported_by("ingest", ("flows", "spiders")) == []
 
 
+# One fresh interpreter per core module (~20 s): the full tier's.
+@pytest.mark.slow
 def test_no_import_cycles_in_the_core() -> None:
     # Every core module imports on its own, first, in a fresh interpreter (a cycle shows up as an
     # ImportError or an AttributeError on a partly initialised module).
