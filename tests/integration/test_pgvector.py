@@ -243,6 +243,8 @@ def test_run_into_pgvector_with_the_ledger_in_sqlite(
         source={"sitemaps": []},
         embedder={"kind": "fake", "dimension": 64},
         store={"kind": "pgvector"},
+        # Bare chunks: a query with a chunk's own text then has exactly that chunk's vector.
+        chunk={"context_template": None},
     )
     webvec = str(Path(sys.executable).with_name("webvec"))
     env = {**os.environ, "PREFECT_API_URL": ""}  # the CLI runs the crawl itself, without Prefect
@@ -269,7 +271,7 @@ def test_run_into_pgvector_with_the_ledger_in_sqlite(
     from ingest.query import search
 
     chunk = db.all_chunks("pg-e2e")[0]
-    hits = search(cfg, chunk["text"], k=3)
+    hits = search(cfg, chunk["text"], k=3, mode="dense")  # from the store itself
     assert hits[0]["id"] == chunk["chunk_id"] and hits[0]["text"] == chunk["text"]
     assert hits[0]["url"].startswith(server.url)
     conn = store._connection()  # type: ignore[attr-defined]
