@@ -121,6 +121,18 @@ def _quality(crawl_path: Path, questions: Path, k: int) -> dict[str, Any]:
     return out
 
 
+def _side_bench(run: Any, args: argparse.Namespace) -> int:
+    """A comparison (embedders or stores) instead of the ingest runs, in a throwaway home."""
+    os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-compare-")
+    try:
+        rows = run(args)
+    finally:
+        shutil.rmtree(os.environ["WEBVEC_HOME"], ignore_errors=True)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns an exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -155,28 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     embedders.add_argument("--texts", type=int, default=400, help="texts per embed call")
     embedders.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    if args.embedders:
+    if args.embedders or args.stores:
         from bench import embedders as embedder_bench
-
-        os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-embedders-")
-        try:
-            rows = embedder_bench.run(args)
-        finally:
-            shutil.rmtree(os.environ["WEBVEC_HOME"], ignore_errors=True)
-        if args.json_out:
-            Path(args.json_out).write_text(json.dumps(rows, indent=2))
-        return 0
-    if args.stores:
         from bench import stores as store_bench
 
-        os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-stores-")
-        try:
-            rows = store_bench.run(args)
-        finally:
-            shutil.rmtree(os.environ["WEBVEC_HOME"], ignore_errors=True)
-        if args.json_out:
-            Path(args.json_out).write_text(json.dumps(rows, indent=2))
-        return 0
+        return _side_bench(embedder_bench.run if args.embedders else store_bench.run, args)
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -130,3 +130,34 @@ __all__ = [
     "rejection_message",
     "validate_vectors",
 ]
+
+
+def embed_each(
+    who: str,
+    texts: Sequence[str],
+    count_tokens: Callable[[str], int],
+    max_input_tokens: int,
+    vector: Callable[[str], Vectors],
+    dimension: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Vectors, int]:
+    """Vectors of ``texts`` from ``vector(text)``, one row each in input order, and the tokens read,
+    for embedders that vector a text at a time (fake, static). PermanentError, before embedding
+    anything, when an input has more than ``max_input_tokens`` tokens; ``progress`` is called once per
+    ``batch_size`` texts with their number."""
+    counts = [count_tokens(t) for t in texts]
+    for i, n in enumerate(counts):
+        if n > max_input_tokens:
+            raise PermanentError(
+                f"{who}: input {i} has {n} tokens, more than the {max_input_tokens} it "
+                "reads (chunk.max_tokens / embedder.max_input_tokens)"
+            )
+    out = np.zeros((len(texts), dimension), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        for offset, text in enumerate(batch):
+            out[start + offset] = vector(text)
+        if progress is not None:
+            progress(len(batch))
+    return out, sum(counts)

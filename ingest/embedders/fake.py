@@ -37,8 +37,8 @@ from functools import lru_cache
 import numpy as np
 
 from ingest.config import FakeEmbedderConfig
-from ingest.embedders.base import Vectors, rejection_message, validate_vectors
-from ingest.errors import InputRejectedError, PermanentError
+from ingest.embedders.base import Vectors, embed_each, rejection_message, validate_vectors
+from ingest.errors import InputRejectedError
 from ingest.ids import model_key, normalize_text
 
 # A token: a run of word characters, or any single other non-space character ("<|a|>" is 5 tokens).
@@ -127,22 +127,17 @@ class FakeEmbedder:
         embedding anything, when an input has more than ``max_input_tokens`` tokens, and
         InputRejectedError, after embedding the others, for inputs holding ``fail_on``.
         """
-        counts = [self.count_tokens(t) for t in texts]
-        for i, n in enumerate(counts):
-            if n > self.max_input_tokens:
-                raise PermanentError(
-                    f"fake embedder: input {i} has {n} tokens, more than the {self.max_input_tokens} it "
-                    "reads (chunk.max_tokens / embedder.max_input_tokens)"
-                )
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        size = self.cfg.batch_size
-        for start in range(0, len(texts), size):
-            batch = texts[start : start + size]
-            for offset, text in enumerate(batch):
-                out[start + offset] = self.vector(text)
-            if progress is not None:
-                progress(len(batch))
-        self.tokens_used += sum(counts)
+        out, tokens = embed_each(
+            "fake embedder",
+            texts,
+            self.count_tokens,
+            self.max_input_tokens,
+            self.vector,
+            self.dimension,
+            self.cfg.batch_size,
+            progress,
+        )
+        self.tokens_used += tokens
         if self.cfg.fail_on:  # a provider refusing some inputs (a 400 about them), for fault tests
             rejected = {
                 i: "400 invalid input: refused by the fake embedder"

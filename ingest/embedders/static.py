@@ -30,8 +30,8 @@ from typing import ClassVar
 import numpy as np
 
 from ingest.config import StaticEmbedderConfig
-from ingest.embedders.base import Vectors, validate_vectors
-from ingest.errors import MissingExtraError, PermanentError
+from ingest.embedders.base import Vectors, embed_each, validate_vectors
+from ingest.errors import MissingExtraError
 from ingest.ids import model_key, normalize_text
 
 # GloVe 6B was tokenized by the Stanford tokenizer and lowercased; words and single punctuation marks
@@ -159,20 +159,15 @@ class StaticEmbedder:
     def embed(self, texts: Sequence[str], progress: Progress | None = None) -> Vectors:
         """Vectors for ``texts`` in input order; PermanentError, before embedding anything, for an
         input over ``max_input_tokens``. ``progress`` is called per batch with its size."""
-        counts = [self.count_tokens(t) for t in texts]
-        for i, n in enumerate(counts):
-            if n > self.max_input_tokens:
-                raise PermanentError(
-                    f"static embedder: input {i} has {n} tokens, more than the {self.max_input_tokens} it "
-                    "reads (chunk.max_tokens / embedder.max_input_tokens)"
-                )
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        size = self.cfg.batch_size
-        for start in range(0, len(texts), size):
-            batch = texts[start : start + size]
-            for offset, text in enumerate(batch):
-                out[start + offset] = self.vector(text)
-            if progress is not None:
-                progress(len(batch))
-        self.tokens_used += sum(counts)
+        out, tokens = embed_each(
+            "static embedder",
+            texts,
+            self.count_tokens,
+            self.max_input_tokens,
+            self.vector,
+            self.dimension,
+            self.cfg.batch_size,
+            progress,
+        )
+        self.tokens_used += tokens
         return validate_vectors(out, len(texts), self.dimension)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: the embedded engine's own refusal is the only check there
+    fcntl = None  # type: ignore[assignment]
 
 MetadataValue = str | int | float | bool
 
@@ -77,3 +83,18 @@ class VectorStore(Protocol):
     def drop(self) -> None:
         """Remove the whole collection/namespace (used when pruning old versions)."""
         ...
+
+
+def lock_free(lock: Path) -> bool:
+    """Whether no other process holds an flock on the file ``lock`` (an embedded engine's lock:
+    Qdrant local mode's ``.lock``, Milvus Lite's ``LOCK``); True when there is no such file. Asked
+    before opening, because a refused open leaves files open or logs a traceback."""
+    if fcntl is None or not lock.is_file():
+        return True
+    with lock.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True

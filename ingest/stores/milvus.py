@@ -58,11 +58,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows: Milvus Lite's own refusal is the only check there
-    fcntl = None  # type: ignore[assignment]
-
 from ingest.config import MilvusStoreConfig, webvec_home
 from ingest.config.store import MILVUS_COLLECTION_RE
 from ingest.errors import (
@@ -73,7 +68,7 @@ from ingest.errors import (
     WebvecError,
 )
 from ingest.paths import home_relative
-from ingest.stores.base import QueryHit, VectorRecord
+from ingest.stores.base import QueryHit, VectorRecord, lock_free
 from ingest.vendor import (
     Backoff,
     RetryBudget,
@@ -191,22 +186,6 @@ def _release_lite(path: str) -> None:
     manager.release_server(path)  # unlocks the file for other processes
 
 
-def _lite_free(path: Path) -> bool:
-    """Whether no other process holds Milvus Lite's lock on ``path``. Milvus Lite 3 keeps a folder
-    with an flock on its ``LOCK`` file; asked first, because a refused open logs a traceback. Other
-    layouts (Milvus Lite 2's single file) are left to Milvus Lite's own refusal."""
-    lock = path / "LOCK"
-    if fcntl is None or not lock.is_file():
-        return True
-    with lock.open("r+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
-
-
 class MilvusStore:
     """One Milvus collection (see :mod:`ingest.stores.milvus`).
 
@@ -285,7 +264,9 @@ class MilvusStore:
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
                 with _LITE_LOCK:  # open here already: this process holds the lock, not another one
                     mine = _LITE_USERS.get(os.path.abspath(uri), 0) > 0
-                if not mine and not _lite_free(Path(uri)):
+                # Milvus Lite 3's flock on its folder's LOCK file, asked first: a refused open logs a
+                # traceback. Other layouts (Milvus Lite 2's single file) are left to its own refusal.
+                if not mine and not lock_free(Path(uri) / "LOCK"):
                     raise self._held_elsewhere(uri)
             try:
                 client = sdk.MilvusClient(uri=uri, token=self._token(), timeout=self.cfg.timeout_s)

@@ -56,11 +56,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows: qdrant-client's own refusal is the only check there
-    fcntl = None  # type: ignore[assignment]
-
 from ingest.config import QdrantStoreConfig, webvec_home
 from ingest.errors import (
     ConfigError,
@@ -70,7 +65,7 @@ from ingest.errors import (
     WebvecError,
 )
 from ingest.paths import home_relative
-from ingest.stores.base import QueryHit, VectorRecord
+from ingest.stores.base import QueryHit, VectorRecord, lock_free
 from ingest.vendor import (
     Backoff,
     RetryBudget,
@@ -168,7 +163,9 @@ def _open_local(path: Path) -> _Shared:
         if shared is None:
             sdk = _sdk()
             path.mkdir(parents=True, exist_ok=True)
-            if not _lock_free(path):
+            # qdrant-client's flock (through portalocker), asked first: a client refused the lock
+            # leaves its lock file open (a ResourceWarning later).
+            if not lock_free(path / ".lock"):
                 raise _held_elsewhere(path)
             try:
                 # The lock below serialises every call; the client's SQLite may then be used from the
@@ -191,22 +188,6 @@ def _held_elsewhere(path: Path) -> TransientError:
         f"Qdrant local folder {home_relative(path)} is open in another process (local mode allows one "
         "process per folder): wait for it to finish, or run a Qdrant server and set store.url"
     )
-
-
-def _lock_free(path: Path) -> bool:
-    """Whether no other process holds local mode's lock on ``path`` (an flock on ``.lock``, as
-    qdrant-client takes it through portalocker). Asked first because a client refused the lock leaves
-    its lock file open (a ResourceWarning later)."""
-    lock = path / ".lock"
-    if fcntl is None or not lock.exists():
-        return True
-    with lock.open("r+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
 
 
 def _close_all_local() -> None:
