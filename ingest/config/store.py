@@ -26,6 +26,18 @@ QDRANT_COLLECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,244}$")
 MILVUS_COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,244}$")
 
 
+# Every server store's retry setting: one budget for all retries of one operation (the shared retry
+# module's); retrying for more than an hour is an outage to report, not to wait out.
+StoreRetryBudget = Annotated[
+    float,
+    Field(
+        ge=0.1,
+        le=3600,
+        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
+    ),
+]
+
+
 class ChromaStoreConfig(_Strict):
     """Chroma: embedded persistent client by default, HTTP client when ``host`` is set."""
 
@@ -82,12 +94,7 @@ class PineconeStoreConfig(_Strict):
     timeout_s: float = Field(
         30.0, ge=0.1, le=600, description="Seconds one request may take before it is retried (0.1-600)."
     )
-    retry_budget_s: float = Field(
-        120.0,
-        ge=0.1,
-        le=3600,
-        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
-    )
+    retry_budget_s: StoreRetryBudget = 120.0
 
     _env = field_validator("api_key_env")(_check_env_name)
 
@@ -147,12 +154,7 @@ class PgvectorStoreConfig(_Strict):
         le=600,
         description="Seconds to connect, and that one statement may run before it is retried (0.1-600).",
     )
-    retry_budget_s: float = Field(
-        120.0,
-        ge=0.1,
-        le=3600,
-        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
-    )
+    retry_budget_s: StoreRetryBudget = 120.0
 
     _env = field_validator("url_env")(_check_env_name)
 
@@ -200,12 +202,7 @@ class QdrantStoreConfig(_Strict):
     timeout_s: float = Field(
         30.0, ge=1, le=600, description="Seconds one server request may take (1-600; whole seconds)."
     )
-    retry_budget_s: float = Field(
-        120.0,
-        ge=0.1,
-        le=3600,
-        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
-    )
+    retry_budget_s: StoreRetryBudget = 120.0
 
     _env = field_validator("api_key_env")(_check_env_name)
 
@@ -270,12 +267,7 @@ class MilvusStoreConfig(_Strict):
     timeout_s: float = Field(
         30.0, ge=0.1, le=600, description="Seconds one request may take before it is retried (0.1-600)."
     )
-    retry_budget_s: float = Field(
-        120.0,
-        ge=0.1,
-        le=3600,
-        description="One budget, in seconds, for all retries of one store operation (0.1-3600).",
-    )
+    retry_budget_s: StoreRetryBudget = 120.0
 
     _env = field_validator("token_env")(_check_env_name)
 
