@@ -24,6 +24,8 @@ Statuses and kinds stored here are the values of the enums in :mod:`ingest.model
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,6 +244,25 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+# A PostgreSQL advisory lock key ("webv") taken while a process creates or migrates the schema.
+SCHEMA_LOCK_KEY = 0x77656276
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one process at a time creates or migrates the schema: two runs starting on a
+    fresh shared ledger would otherwise both CREATE TABLE, and the loser fails on a duplicate type."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
 def create_schema(engine: Engine) -> None:
     """Create missing tables, add columns that a ledger written by an older webvec lacks, and create
     the lexical index (filled from the existing chunks) when it is missing.
@@ -249,6 +270,11 @@ def create_schema(engine: Engine) -> None:
     Every column added since the first release is nullable, so ``ALTER TABLE ... ADD COLUMN`` is
     all a migration needs; nothing is ever dropped or renamed.
     """
+    with _schema_lock(engine):
+        _create_schema(engine)
+
+
+def _create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
     inspector = sa.inspect(engine)
     for table in metadata.sorted_tables:
