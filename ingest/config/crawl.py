@@ -23,7 +23,13 @@ from ingest.config._base import (
 )
 from ingest.config.embedder import EmbedderConfig, LocalEmbedderConfig
 from ingest.config.source import AnySource, ApifyDatasetSourceConfig, SourceConfig
-from ingest.config.store import ChromaStoreConfig, StoreConfig
+from ingest.config.store import (
+    ChromaStoreConfig,
+    MemoryStoreConfig,
+    MilvusStoreConfig,
+    QdrantStoreConfig,
+    StoreConfig,
+)
 from ingest.context import DEFAULT_TEMPLATE, check_template
 from ingest.errors import ConfigError
 
@@ -160,6 +166,50 @@ class SearchConfig(_Strict):
     )
 
 
+class ScaleConfig(_Strict):
+    """Where a crawl's work runs: one process (threads, the default) or a Dask cluster through Prefect,
+    with N spider processes sharing one Redis frontier. The rest of the definition does not change."""
+
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="threads: batches run in the flow's process; dask: as Prefect tasks on a Dask cluster "
+        "(prefect-dask), which needs a shared state DB (state.url_env) and a shared store.",
+    )
+    dask_address_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding a Dask scheduler address (tcp://host:8786); "
+        "unset with task_runner dask: a local cluster of dask_workers processes.",
+    )
+    # 64: far more worker processes than one machine's local cluster should start; a real cluster is
+    # started by its own tools and named by dask_address_env.
+    dask_workers: int = Field(2, ge=1, le=64, description="Workers of a local Dask cluster (1-64).")
+    # 64 spider processes already share one politeness budget per domain; more only queue.
+    spiders: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Spider processes for this crawl (1-64); more than 1 needs frontier_url_env.",
+    )
+    frontier_url_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding a Redis URL (redis://host:6379/0): the crawl "
+        "frontier (request queue and seen fingerprints) the spiders share.",
+    )
+
+    _envs = field_validator("dask_address_env", "frontier_url_env")(_check_env_name)
+
+    @model_validator(mode="after")
+    def _frontier(self) -> ScaleConfig:
+        if self.spiders > 1 and self.frontier_url_env is None:
+            raise ValueError(
+                f"spiders: {self.spiders} needs frontier_url_env (a Redis URL through which the spiders "
+                "share their queue)"
+            )
+        if self.task_runner == "threads" and self.dask_address_env is not None:
+            raise ValueError("dask_address_env is set but task_runner is threads: set task_runner: dask")
+        return self
+
+
 class CrawlConfig(_Strict):
     """One crawl definition: a site, how to chunk and embed it, and where the vectors go."""
 
@@ -182,9 +232,40 @@ class CrawlConfig(_Strict):
     dedup: DedupConfig = Field(DedupConfig(), description="Duplicate text and near-duplicate pages.")
     reembed: ReembedConfig = Field(ReembedConfig(), description="Refreshing old vectors on a schedule.")
     search: SearchConfig = Field(SearchConfig(), description="How queries rank passages.")
+    scale: ScaleConfig = Field(
+        ScaleConfig(), description="Where the work runs: one process, or a Dask cluster and shared frontier."
+    )
 
     _cron = field_validator("schedule")(_check_cron)
     _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _shared_for_dask(self) -> CrawlConfig:
+        # Dask workers are other processes, possibly on other hosts: each opens the ledger and the store
+        # itself, so both must be servers every worker reaches, not files of the flow's machine.
+        if self.scale.task_runner != "dask":
+            return self
+        if self.state.url_env is None and (self.state.url is None or self.state.url.startswith("sqlite")):
+            raise ValueError(
+                "scale.task_runner dask needs a shared state DB: set state.url_env to a PostgreSQL URL's "
+                "variable (SQLite is one machine's file)"
+            )
+        store = self.store
+        local = (
+            (isinstance(store, ChromaStoreConfig) and store.host is None)
+            or (isinstance(store, QdrantStoreConfig) and store.url is None)
+            or (
+                isinstance(store, MilvusStoreConfig)
+                and not (store.uri or "").startswith(("http://", "https://"))
+            )
+            or isinstance(store, MemoryStoreConfig)
+        )
+        if local:
+            raise ValueError(
+                f"scale.task_runner dask needs a shared store: store kind {store.kind} here is one process's "
+                "files (set store.host / url / uri to a server, or use pinecone or pgvector)"
+            )
+        return self
 
     @property
     def web(self) -> SourceConfig:
