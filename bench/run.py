@@ -20,6 +20,11 @@ core asks every question in each mode (dense, lexical, hybrid) and prints one ta
 (recall@1, recall@5, MRR). `--context-template none` embeds bare chunks (the default: the crawl's
 default template, title and heading path before the text).
 
+`--variants local,int8,static,pca128,pca64` (with `--eval`) then moves the crawl to each embedder in
+turn with `webvec reembed` (cache first: the pca variants project the fp32 vectors, embedding nothing)
+and asks the questions again: one table of embedder × mode → recall@1, recall@5, MRR, chunks/s of the
+embedder and bytes per vector.
+
 `--site /usr/share/doc/python3.11/html` crawls Debian's python3.11-doc (~530 real pages).
 """
 
@@ -121,6 +126,67 @@ def _quality(crawl_path: Path, questions: Path, k: int) -> dict[str, Any]:
     return out
 
 
+# --variants: the embedder section of each; pca/svd project the fp32 model's cached vectors.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "local": {"kind": "local"},
+    "int8": {"kind": "local", "precision": "int8"},
+    "static": {"kind": "static"},
+    "pca128": {"kind": "local", "reduce": {"method": "pca", "dimensions": 128}},
+    "pca64": {"kind": "local", "reduce": {"method": "pca", "dimensions": 64}},
+    "svd128": {"kind": "local", "reduce": {"method": "svd", "dimensions": 128}},
+}
+
+
+def _variants(
+    crawl: dict[str, Any], crawl_path: Path, args: argparse.Namespace, first: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each embedder variant in turn (``webvec reembed``, then the questions); the table's rows."""
+    from flows.reembed import reembed
+    from ingest.config import load_crawl
+    from ingest.env import make_env
+
+    rows: list[dict[str, Any]] = []
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    for name in names:
+        crawl_path.write_text(yaml.safe_dump({**crawl, "embedder": VARIANTS[name]}))
+        if name == args.embedder_name:
+            summary = first  # the first run embedded with it
+        else:
+            summary = reembed(str(crawl_path)).to_dict()
+            print(f"reembed {name}: {summary['message']}", flush=True)
+        env = make_env(load_crawl(crawl_path))
+        dimension = env.embedder.dimension
+        env.db.close()
+        embed_s = summary["stage_seconds"].get("embed", 0.0)
+        embedded = summary["texts_embedded"]
+        rate = round(embedded / embed_s, 1) if embedded and embed_s else None
+        quality = _quality(crawl_path, Path(args.eval_file), args.k)
+        for mode, q in quality.items():
+            rows.append(
+                {
+                    "embedder": name,
+                    "mode": mode,
+                    "dimension": dimension,
+                    "vector_bytes": dimension * 4,
+                    "texts_embedded": summary["texts_embedded"],
+                    "chunks_per_s": rate,
+                    **{k: q[k] for k in ("recall_at_1", "recall_at_5", "mrr")},
+                }
+            )
+    print("\n| embedder | mode | recall@1 | recall@5 | MRR | chunks/s | texts embedded | bytes/vector |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rate = f"{r['chunks_per_s']:,}" if r["chunks_per_s"] else "— (projected)"
+        print(
+            f"| {r['embedder']} | {r['mode']} | {r['recall_at_1']:.3f} | {r['recall_at_5']:.3f} | "
+            f"{r['mrr']:.3f} | {rate} | {r['texts_embedded']:,} | {r['vector_bytes']:,} |"
+        )
+    return rows
+
+
 def _side_bench(run: Any, args: argparse.Namespace) -> int:
     """A comparison (embedders or stores) instead of the ingest runs, in a throwaway home."""
     os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-compare-")
@@ -153,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     quality.add_argument("--pages", help="serve only the pages this file lists (paths or globs, one a line)")
     quality.add_argument("--work", help="keep the run's folder here (a later --eval-only reads it)")
     quality.add_argument("--eval-only", action="store_true", help="with --work: only ask the questions")
+    quality.add_argument(
+        "--variants", help=f"with --eval: re-embed with each and ask again ({','.join(VARIANTS)})"
+    )
     stores = parser.add_argument_group("stores compared (bench/stores.py), instead of the ingest runs")
     stores.add_argument("--stores", help="comma-separated: chroma,pgvector,qdrant,milvus,faiss")
     stores.add_argument("--vectors", type=int, default=10_000)
@@ -259,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         # The flow process holds the model, the store client and the batches. (The spider's own peak
         # cannot be read from RUSAGE_CHILDREN: a forked child counts the parent's pages until exec.)
         results["peak_rss_mb_flow_process"] = round(_peak_mb(resource.RUSAGE_SELF))
-        if args.eval_file:
+        if args.eval_file and args.variants:
+            args.embedder_name = "local" if args.embedder == "local" else None
+            results["variants"] = _variants(crawl, crawl_path, args, summary)
+        elif args.eval_file:
             results["eval"] = _quality(crawl_path, Path(args.eval_file), args.k)
         elif args.cli_tries:
             from bench.startup import cli_startup

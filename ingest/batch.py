@@ -51,6 +51,8 @@ class BatchKeys:
     drop_repeated_chunks: int | None
     context_template: str | None = None  # what the embedder reads for a chunk (ingest.context)
     context_tokens: int = 0  # tokens of the embedder's input left for that context
+    # With embedder.reduce: the full model's key, its full vectors' cache key (ingest.embedders.reduce).
+    source_model_key: str | None = None
 
 
 class Extractor(Protocol):

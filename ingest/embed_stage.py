@@ -14,6 +14,7 @@ import numpy as np
 from ingest.chunking import Chunk
 from ingest.embedders import Embedder
 from ingest.embedders.base import embed_partial
+from ingest.embedders.reduce import ReducedEmbedder
 from ingest.ids import text_hash
 from ingest.state import StateDB
 from ingest.summary import RunSummary
@@ -53,14 +54,17 @@ def embed_chunks(
     write: bool = True,
     bypass_cache: bool = False,
     progress: Progress | None = None,
+    source_key: str | None = None,
 ) -> Embedded:
     """Stage 5: embed only texts whose (model_key, text_hash) is not cached; cache the new ones.
 
     ``texts`` (chunk id → text) is what the embedder reads when it is not the chunk text (the
     context template); the cache is keyed by the hash of the text embedded, so one chunk text under
-    two pages' titles gets two vectors. Inputs the embedder rejects
-    (:class:`~ingest.errors.InputRejectedError`) are returned in ``rejected``; the write stage
-    quarantines their chunks and writes the rest. ``bypass_cache`` embeds every text afresh.
+    two pages' titles gets two vectors. With a reduced embedder (``embedder.reduce``), ``source_key``
+    is the full model's key: full vectors cached under it are projected rather than embedded again,
+    and new full vectors are cached under it too, so another projection costs no embedding. Inputs
+    the embedder rejects (:class:`~ingest.errors.InputRejectedError`) are returned in ``rejected``;
+    the write stage quarantines their chunks and writes the rest. ``bypass_cache`` embeds every text afresh.
     """
     unique: dict[str, tuple[str, Chunk]] = {}  # hash of the embedded text → (text, first chunk)
     key_of: dict[str, str] = {}  # chunk id → hash of its embedded text
@@ -73,13 +77,30 @@ def embed_chunks(
     missing = [(h, t, c) for h, (t, c) in unique.items() if h not in cached]
     if progress is not None and cached:
         progress(len(chunks) - len(missing))
+    reduced = embedder if isinstance(embedder, ReducedEmbedder) and source_key else None
     fresh: dict[str, np.ndarray] = {}
+    if reduced is not None and missing and not bypass_cache:
+        full = db.cached_vectors(str(source_key), [h for h, _, _ in missing])
+        if full:
+            hashes = list(full)
+            fresh = dict(zip(hashes, reduced.project(np.stack([full[h] for h in hashes])), strict=True))
+            missing = [m for m in missing if m[0] not in fresh]
+            if progress is not None:
+                progress(len(fresh))
+            if write:
+                db.cache_vectors(model_key, fresh)
     refused: dict[str, str] = {}
     if missing and write:
-        vectors, bad = embed_partial(embedder, [t for _, t, _ in missing], progress)
-        fresh = {h: vectors[i] for i, (h, _, _) in enumerate(missing) if i not in bad}
+        model = reduced.inner if reduced is not None else embedder
+        vectors, bad = embed_partial(model, [t for _, t, _ in missing], progress)
+        kept = [i for i in range(len(missing)) if i not in bad]
         refused = {missing[i][0]: reason for i, reason in bad.items()}
-        db.cache_vectors(model_key, fresh, replace=bypass_cache)
+        if reduced is not None and kept:
+            db.cache_vectors(str(source_key), {missing[i][0]: vectors[i] for i in kept}, replace=bypass_cache)
+            vectors = reduced.project(vectors)  # rejected rows (NaN) project to rows that are dropped
+        new = {missing[i][0]: vectors[i] for i in kept}
+        db.cache_vectors(model_key, new, replace=bypass_cache)
+        fresh.update(new)
     known = {**cached, **fresh}
     return Embedded(
         vectors={cid: known[h] for cid, h in key_of.items() if h in known},

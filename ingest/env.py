@@ -7,7 +7,7 @@ loads here — the model loads when a text must be embedded, the store's client 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import TypeAdapter
 
@@ -16,6 +16,7 @@ from ingest.batch import BatchKeys, Extractor
 from ingest.config import CrawlConfig, SourceConfig, StoreConfig, webvec_home
 from ingest.context import CONTEXT_TOKENS
 from ingest.embedders import Embedder, make_embedder
+from ingest.embedders.reduce import ProjectionStore, ReducedEmbedder, fit_projection
 from ingest.errors import ConfigError
 from ingest.extract_pool import Extractor as PoolExtractor
 from ingest.formats import DocumentLimits
@@ -130,6 +131,20 @@ def store_changed(env: RunEnv) -> bool:
     return True
 
 
+def crawl_embedder(cfg: CrawlConfig, db: ProjectionStore) -> tuple[Embedder, BatchKeys]:
+    """The crawl's embedder and batch keys. With ``embedder.reduce`` the embedder projects the full
+    model's vectors (the projection fitted on the crawl's cached vectors on first use, then kept in
+    the ledger), and ``source_model_key`` names the full vectors' cache key."""
+    embedder = make_embedder(cfg.embedder)
+    keys = batch_keys(cfg, embedder)
+    reduce = cfg.embedder.reduce
+    if reduce is None:
+        return embedder, keys
+    model = str(getattr(cfg.embedder, "model", cfg.embedder.kind))
+    reduced = ReducedEmbedder(embedder, fit_projection(db, keys.model_key, reduce, model))
+    return reduced, replace(batch_keys(cfg, reduced), source_model_key=keys.model_key)
+
+
 def make_env(
     cfg: CrawlConfig,
     db: StateDB | None = None,
@@ -138,9 +153,9 @@ def make_env(
 ) -> RunEnv:
     """Embedder, store and state DB of a crawl, checked (credentials, packages) before any work. The
     store is the live version's unless ``version`` picks another. Nothing heavy loads here."""
-    embedder = make_embedder(cfg.embedder)
-    embedder.check()
+    make_embedder(cfg.embedder).check()
     db = db or StateDB(cfg.state_url())
+    embedder, keys = crawl_embedder(cfg, db)
     number = version or live_version_number(cfg, db)
     row = next((v for v in db.versions(cfg.name) if v["version"] == number), None)
     store = store_of_version(cfg, row, number)
@@ -154,7 +169,7 @@ def make_env(
             memory_mb=x.memory_mb,
             limits=DocumentLimits(max_pages=pages),
         )
-    return RunEnv(cfg, db, embedder, store, number, batch_keys(cfg, embedder), extractor)
+    return RunEnv(cfg, db, embedder, store, number, keys, extractor)
 
 
 def ensure_store(env: RunEnv) -> None:

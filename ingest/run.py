@@ -140,7 +140,8 @@ class RunState:
         )
 
 
-def _timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a: P.args, **k: P.kwargs) -> T:
+def timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a: P.args, **k: P.kwargs) -> T:
+    """``hooks.stage(name, fn, ...)``, its wall time added to the summary's ``stage_seconds``."""
     start = time.perf_counter()
     try:
         return hooks.stage(name, fn, *a, **k)
@@ -162,26 +163,26 @@ def process_batch(
     ``extracted``: stage 2's result when it already ran (overlapped with the previous batch)."""
     keys = env.keys
     if extracted is None:
-        extracted = _timed(summary, hooks, "extract", extract_pages, pages, env.extractor)
+        extracted = timed(summary, hooks, "extract", extract_pages, pages, env.extractor)
     hooks.progress("fetched", len(pages))
     outcomes: list[OutcomeRow] = extracted.tally(summary)
     state.seen |= extracted.seen
     state.start_failures += [s for s in extracted.skips if s.depth == 0]
     urls = [d.url for d in extracted.documents] + extracted.not_modified + extracted.gone
     ledger = env.db.pages_by_url(keys.crawl, urls + [url for url, _ in extracted.emptied])
-    planned = _timed(summary, hooks, "plan", plan_batch, extracted, ledger, keys, state.near)
+    planned = timed(summary, hooks, "plan", plan_batch, extracted, ledger, keys, state.near)
     outcomes += planned.tally(summary)
     state.removals += planned.changes.removals
     docs = planned.changes.to_write
     aliases = [doc for doc, _ in planned.new_aliases]
     hooks.progress("written", 0, len(docs))
-    chunked = _timed(
+    chunked = timed(
         summary, hooks, "chunk", chunk_documents, docs, env.embedder.count_tokens, keys, state.repeated
     )
     chunked.tally(summary)
     flat = chunked.flat
     hooks.progress("embedded", 0, len(flat))
-    embedded = _timed(
+    embedded = timed(
         summary,
         hooks,
         "embed",
@@ -193,13 +194,14 @@ def process_batch(
         texts=chunked.texts,
         write=write,
         progress=lambda n: hooks.progress("embedded", n),
+        source_key=keys.source_model_key,
     )
     embedded.tally(summary)
     if write and (docs or aliases) and not state.store_ready:
         ensure_store(env)
         state.store_exists = state.store_ready = True
     now = utcnow()
-    written = _timed(
+    written = timed(
         summary,
         hooks,
         "write",
@@ -217,7 +219,7 @@ def process_batch(
     )
     outcomes += written.tally(summary)
     if write:
-        _timed(
+        timed(
             summary,
             hooks,
             "commit",

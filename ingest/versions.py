@@ -23,7 +23,7 @@ from ingest.errors import ConfigError, PermanentError
 from ingest.extract import Document
 from ingest.model import PageStatus, VersionStatus
 from ingest.records import chunk_rows_of, make_record
-from ingest.run import BATCH_PAGES
+from ingest.run import BATCH_PAGES, timed
 from ingest.state import ChunkRow, NewChunk, PageRow, StateDB, utcnow
 from ingest.summary import RunSummary
 
@@ -69,7 +69,9 @@ def _build_batch(
     """Chunk, embed (cache first) and write one batch of ledger pages into the version being built;
     returns their chunk rows."""
     docs = [document_from_ledger(r) for r in rows if r["text"]]
-    chunked: Chunked = hooks.stage(
+    chunked: Chunked = timed(
+        summary,
+        hooks,
         "chunk",
         chunk_documents,
         docs,
@@ -78,8 +80,17 @@ def _build_batch(
         {} if env.keys.drop_repeated_chunks else None,
     )
     chunked.tally(summary)
-    embedded: Embedded = hooks.stage(
-        "embed", embed_chunks, chunked.flat, env.db, env.embedder, env.keys.model_key, texts=chunked.texts
+    embedded: Embedded = timed(
+        summary,
+        hooks,
+        "embed",
+        embed_chunks,
+        chunked.flat,
+        env.db,
+        env.embedder,
+        env.keys.model_key,
+        texts=chunked.texts,
+        source_key=env.keys.source_model_key,
     )
     embedded.tally(summary)
     if embedded.rejected:
@@ -93,7 +104,7 @@ def _build_batch(
         for c in chunked.by_doc[d.doc_id]
     ]
     if records:
-        hooks.stage("write", env.store.upsert, records)
+        timed(summary, hooks, "write", env.store.upsert, records)
     summary.add({"vectors_written": len(records)})
     out: list[NewChunk] = []
     for d in docs:
@@ -163,7 +174,13 @@ def rewrite_chunks(
         keys.context_tokens,
     )
     embedded = embed_chunks(
-        chunks, env.db, env.embedder, keys.model_key, texts=texts, bypass_cache=bypass_cache
+        chunks,
+        env.db,
+        env.embedder,
+        keys.model_key,
+        texts=texts,
+        bypass_cache=bypass_cache,
+        source_key=keys.source_model_key,
     )
     embedded.tally(summary)
     stamp = utcnow().isoformat()

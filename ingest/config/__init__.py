@@ -50,6 +50,7 @@ from ingest.config.embedder import (
     FakeEmbedderConfig,
     LocalEmbedderConfig,
     OpenAIEmbedderConfig,
+    ReduceConfig,
     StaticEmbedderConfig,
 )
 from ingest.config.load import (
@@ -93,6 +94,7 @@ __all__ = [
     "PgvectorStoreConfig",
     "PineconeStoreConfig",
     "QdrantStoreConfig",
+    "ReduceConfig",
     "ReembedConfig",
     "ScaleConfig",
     "SearchConfig",

@@ -15,7 +15,32 @@ _MAX_INPUT_TOKENS = 32_768
 _MAX_DIMENSION = 20_000
 
 
-class LocalEmbedderConfig(_Strict):
+class ReduceConfig(_Strict):
+    """Dimension reduction of an embedder's vectors: a linear projection fitted on a sample of the
+    crawl's own vectors (from the ledger's embedding cache), applied to stored vectors and queries."""
+
+    method: Literal["pca", "svd"] = Field(
+        "pca", description="pca: centred principal components; svd: truncated SVD (no centring)."
+    )
+    # 2..4096: below 2 there is no direction left; 4096 is the largest common model output.
+    dimensions: int = Field(
+        description="Dimensions kept (2-4096), fewer than the model's own.", ge=2, le=4096
+    )
+    # A projection to d dimensions needs well over d vectors; 100k vectors of 4096 floats is 1.6 GB.
+    sample: int = Field(
+        2000, ge=64, le=100_000, description="Vectors the projection is fitted on, at most (64-100000)."
+    )
+
+
+class _Reducible(_Strict):
+    reduce: ReduceConfig | None = Field(
+        None,
+        description="Fewer dimensions: {method: pca|svd, dimensions: N}, fitted on the crawl's own vectors; "
+        "a new projection is a new model_key (a new version).",
+    )
+
+
+class LocalEmbedderConfig(_Reducible):
     """sentence-transformers on this machine; the packaged all-MiniLM-L6-v2 by default."""
 
     kind: Literal["local"] = Field("local", description="local: sentence-transformers on this machine.")
@@ -48,7 +73,7 @@ class LocalEmbedderConfig(_Strict):
         return self
 
 
-class OpenAIEmbedderConfig(_Strict):
+class OpenAIEmbedderConfig(_Reducible):
     """OpenAI, or any server speaking its /v1/embeddings API when ``base_url`` is set."""
 
     kind: Literal["openai"] = Field(description="openai: OpenAI or an OpenAI-compatible server (base_url).")
@@ -114,7 +139,7 @@ class OpenAIEmbedderConfig(_Strict):
         return None if url is None else _check_http_url(url)
 
 
-class FakeEmbedderConfig(_Strict):
+class FakeEmbedderConfig(_Reducible):
     """Deterministic hashed bag-of-words vectors, no model: for tests and dry runs (not for search)."""
 
     kind: Literal["fake"] = Field(description="fake: hashed bag-of-words vectors, for tests (no model).")
@@ -129,7 +154,7 @@ class FakeEmbedderConfig(_Strict):
     )
 
 
-class StaticEmbedderConfig(_Strict):
+class StaticEmbedderConfig(_Reducible):
     """SIF-weighted mean of pretrained word vectors (GloVe): no neural network, ~50x MiniLM's speed."""
 
     kind: Literal["static"] = Field(description="static: averaged pretrained word vectors (no model).")

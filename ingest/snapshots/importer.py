@@ -20,7 +20,7 @@ from typing import Any
 from ingest.bookkeeping import Hooks, recorded_run
 from ingest.config import CrawlConfig
 from ingest.embedders import make_embedder
-from ingest.env import RunEnv, batch_keys, ensure_store, make_env
+from ingest.env import RunEnv, batch_keys, crawl_embedder, ensure_store, make_env
 from ingest.errors import ConfigError, PermanentError
 from ingest.snapshots.formats import SnapshotRecord, read_records, require
 from ingest.snapshots.locations import Location, parse_location
@@ -68,9 +68,23 @@ def _check_fits(cfg: CrawlConfig, manifest: dict[str, Any], where: str) -> None:
             f"import a {' or '.join(IMPORTABLE)} snapshot (`webvec export {cfg.name} --format parquet`)"
         )
     require(manifest["format"])
-    embedder = make_embedder(cfg.embedder)
-    # The run's model_key: the embedder's and what else changes vector meaning (the context template).
-    key = batch_keys(cfg, embedder).model_key
+    # The run's model_key: the embedder's and what else changes vector meaning (the context template,
+    # a projection: that one is in the ledger, fitted on the crawl's own vectors).
+    if cfg.embedder.reduce is not None:
+        db = StateDB.open_existing(cfg.state_url())
+        if db is None:
+            raise ConfigError(
+                f"{where}: {cfg.name} reduces its vectors (embedder.reduce) with a projection kept in its "
+                "ledger, and this ledger has none: import into the ledger the snapshot was made from"
+            )
+        try:
+            embedder, keys = crawl_embedder(cfg, db)
+        finally:
+            db.close()
+    else:
+        embedder = make_embedder(cfg.embedder)
+        keys = batch_keys(cfg, embedder)
+    key = keys.model_key
     if manifest["model_key"] != key:
         raise ConfigError(
             f"{where}: embedded with model {manifest.get('model', '?')} (model_key {manifest['model_key']}), "

@@ -14,7 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ingest.state.schema import chunked, embeddings, utcnow
+from ingest.state.schema import chunked, embeddings, projections, utcnow
 
 
 def _upsert(conn: sa.Connection, rows: list[dict[str, Any]], replace: bool) -> None:
@@ -48,6 +48,23 @@ def _upsert(conn: sa.Connection, rows: list[dict[str, Any]], replace: bool) -> N
     else:
         stmt = insert.on_conflict_do_nothing(index_elements=keys)
     conn.execute(stmt, rows)
+
+
+def _insert_new(
+    conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: list[sa.Column[Any]]
+) -> None:
+    """Insert ``row`` unless a row with its key exists (then leave that one), in one statement."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if conn.dialect.name in ("postgresql", "sqlite"):
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=keys), [row])
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(table.insert().values(**row))
+    except sa.exc.IntegrityError:
+        pass
 
 
 class CacheMixin:
@@ -87,3 +104,35 @@ class CacheMixin:
         with self.engine.begin() as conn:
             for part in chunked(rows):
                 _upsert(conn, part, replace)
+
+    def sample_cached_vectors(self, model_key: str, limit: int) -> np.ndarray:
+        """Up to ``limit`` cached vectors of one model_key, as rows of a float32 matrix. The rows are
+        the first by text hash: a sample as good as random, and the same one every time."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(embeddings.c.vector)
+                .where(embeddings.c.model_key == model_key)
+                .order_by(embeddings.c.text_hash)
+                .limit(limit)
+            ).all()
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows])
+
+    def projection(self, fit_key: str) -> bytes | None:
+        """The stored projection of ``fit_key`` (``embedder.reduce``), or None."""
+        with self.engine.connect() as conn:
+            data = conn.execute(
+                sa.select(projections.c.data).where(projections.c.fit_key == fit_key)
+            ).scalar_one_or_none()
+        return None if data is None else bytes(data)
+
+    def save_projection(self, fit_key: str, sha: str, data: bytes) -> bytes:
+        """Keep a fitted projection; when another process stored one for ``fit_key`` first, that one
+        is kept and returned, so every process of a crawl projects with the same matrix."""
+        row = {"fit_key": fit_key, "sha": sha, "data": data, "created_at": utcnow()}
+        with self.engine.begin() as conn:
+            _insert_new(conn, projections, row, [projections.c.fit_key])
+        stored = self.projection(fit_key)
+        assert stored is not None  # just written, and projections are never deleted
+        return stored

@@ -16,6 +16,7 @@ Tables
 - ``written``       which chunk ids are in which store target under which model_key.
 - ``embeddings``    the embedding cache: (model_key, text_hash) → vector.
 - ``versions``      the store collections/namespaces of a crawl, one per embedding model; one is live.
+- ``projections``   fitted dimension reductions (``embedder.reduce``): fit key → the projection's bytes.
 - ``chunks_fts``    (SQLite; a ``tsv`` column of ``chunks`` on PostgreSQL) the lexical index of the
                     chunks, kept by the database in the chunks' own transactions (:mod:`.lexical`).
 
@@ -177,6 +178,17 @@ embeddings = sa.Table(
     sa.Column("text_hash", sa.String(32), primary_key=True),
     sa.Column("dim", sa.Integer, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),  # float32 bytes
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A projection is fitted once per fit key (inner model_key, method, dimensions, sample) and kept here, in
+# the ledger every worker reads, so every process of a crawl projects with the same matrix.
+projections = sa.Table(
+    "projections",
+    metadata,
+    sa.Column("fit_key", sa.String(32), primary_key=True),
+    sa.Column("sha", sa.String(32), nullable=False),  # hash of ``data``: part of the reduced model_key
+    sa.Column("data", sa.LargeBinary, nullable=False),  # the projection, as ``numpy.savez`` bytes
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -1,5 +1,6 @@
-"""One contract for every Embedder: the local model, OpenAI's API through the local test server, and the
-fake embedder of the fast tier."""
+"""One contract for every Embedder: the local model, OpenAI's API through the local test server, the
+static word vectors, the same reduced by a projection (``embedder.reduce``), and the fake embedder of
+the fast tier."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from ingest.config import (
     StaticEmbedderConfig,
 )
 from ingest.embedders import Embedder, make_embedder
+from ingest.embedders.reduce import Projection, ReducedEmbedder
 
 EMBEDDERS = [
     pytest.param("local", marks=pytest.mark.model),
     pytest.param("openai", marks=pytest.mark.server),
     "fake",
     "static",
+    "static-pca",
 ]
 
 
@@ -38,11 +41,21 @@ def embedder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         return make_embedder(FakeEmbedderConfig(kind="fake"))
     if request.param == "static":
         return make_embedder(StaticEmbedderConfig(kind="static"))
+    if request.param == "static-pca":
+        return _reduced_static()
     if request.param == "local":
         return request.getfixturevalue("local_embedder")  # type: ignore[no-any-return]
     srv = request.getfixturevalue("openai_srv")
     monkeypatch.setenv("OPENAI_API_KEY", "contract-key")
     return make_embedder(OpenAIEmbedderConfig(kind="openai", base_url=srv.base_url, dimensions=256))
+
+
+def _reduced_static() -> ReducedEmbedder:
+    """GloVe averages projected to 24 dimensions, fitted on the vectors of GloVe's 4,000 commonest
+    words (what a crawl's sample of texts would be made of)."""
+    static = make_embedder(StaticEmbedderConfig(kind="static"))
+    sample = np.asarray(static.vectors.matrix[:4000], dtype=np.float32)  # type: ignore[attr-defined]
+    return ReducedEmbedder(static, Projection.fit(sample, "pca", 24))
 
 
 TEXTS = [
@@ -74,7 +87,15 @@ def test_tokens_limits_and_key(embedder: Embedder) -> None:
     assert embedder.count_tokens("a <|endoftext|> b") >= 3  # special-token text counted as text
     assert embedder.max_input_tokens >= 256
     key = embedder.model_key
-    assert key and key == make_embedder(embedder.cfg).model_key  # type: ignore[attr-defined]
+    if isinstance(embedder, ReducedEmbedder):  # the same model and projection give the same key
+        rebuilt: Embedder = ReducedEmbedder(
+            make_embedder(embedder.inner.cfg),  # type: ignore[attr-defined]
+            Projection.from_bytes(embedder.projection.to_bytes()),
+        )
+        assert rebuilt.model_key != embedder.inner.model_key
+    else:
+        rebuilt = make_embedder(embedder.cfg)  # type: ignore[attr-defined]
+    assert key and key == rebuilt.model_key
     assert "contract-key" not in key and embedder.estimate_cost(1000) >= 0.0
 
 

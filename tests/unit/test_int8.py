@@ -36,9 +36,10 @@ def test_int8_vectors_stay_close_to_fp32_and_keep_their_order(webvec_home) -> No
 
 
 def test_fp32_model_key_is_unchanged_by_the_precision_setting() -> None:
-    assert LocalEmbedder(LocalEmbedderConfig()).model_key == LocalEmbedder(
-        LocalEmbedderConfig(precision="fp32")
-    ).model_key
+    assert (
+        LocalEmbedder(LocalEmbedderConfig()).model_key
+        == LocalEmbedder(LocalEmbedderConfig(precision="fp32")).model_key
+    )
 
 
 def test_int8_is_cpu_only() -> None:

@@ -85,8 +85,9 @@ def test_render_settings_bound_pages_refuse_downloads_and_launch_the_configured_
     assert s["PLAYWRIGHT_CONTEXTS"]["default"]["accept_downloads"] is False
     assert s["PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT"] == 12_000
     assert isinstance(s["PLAYWRIGHT_ABORT_REQUEST"], BrowserRequestGuard)
-    assert "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE docs.example.com, EXCLUDE *.docs.example.com" in (
-        s["PLAYWRIGHT_LAUNCH_OPTIONS"]["args"]
+    assert (
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE docs.example.com, EXCLUDE *.docs.example.com"
+        in (s["PLAYWRIGHT_LAUNCH_OPTIONS"]["args"])
     )
 
 
