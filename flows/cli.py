@@ -647,9 +647,7 @@ def validate(crawl: Annotated[str, typer.Argument(help="Name under crawls/ or a 
         raise _fail(str(exc)) from None
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning.line(source))}", highlight=False, soft_wrap=True)
-    out.print(
-        f"ok: {cfg.name} ({cfg.describe_source()}, {cfg.embedder.kind} → {cfg.store.kind})"
-    )
+    out.print(f"ok: {cfg.name} ({cfg.describe_source()}, {cfg.embedder.kind} → {cfg.store.kind})")
 
 
 @app.command("list")
@@ -707,6 +705,48 @@ def init(
     except OSError as exc:
         raise _fail(f"{target}: cannot write: {exc}") from None
     out.print(f"wrote {target}; check it with: webvec validate {target}", highlight=False, markup=False)
+
+
+@app.command()
+def distill(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="The sentence-transformers model: a name the local embedder knows, or a folder."
+        ),
+    ] = "all-MiniLM-L6-v2",
+    dimensions: Annotated[
+        int, typer.Option("--dimensions", min=8, max=1024, help="Dimensions of the static vectors (8-1024).")
+    ] = 256,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="Folder to write (relative: under $WEBVEC_HOME); default models/m2v-MODEL-DIMENSIONS.",
+        ),
+    ] = None,
+) -> None:
+    """Distil the local model into a static model2vec model (offline; minutes on a CPU), for
+    embedder: {kind: static, vectors: model2vec, path: FOLDER}."""
+    import time
+
+    from ingest.config import under_home
+    from ingest.embedders.model2vec import distill_model
+
+    name = target or f"models/m2v-{Path(model).name}-{dimensions}"
+    folder = under_home(name)
+    started = time.perf_counter()
+    try:
+        distill_model(model, dimensions, folder)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:  # e.g. a folder that is not a sentence-transformers model
+        raise _fail(f"--model {model}: cannot distil it: {exc}") from None
+    seconds = time.perf_counter() - started
+    out.print(
+        f"distilled {model} into {folder} in {seconds:.0f}s; use it with:", highlight=False, markup=False
+    )
+    out.print(f"embedder: {{kind: static, vectors: model2vec, path: {name}}}", highlight=False, markup=False)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -39,6 +39,7 @@ SAMPLE_SITE = REPO / "bench" / "site"
 SLOW_REASONS = ("model", "server")
 FIXTURE_MARKERS = {
     "local_embedder": "model",
+    "distilled_model": "model",
     "prefect_api": "server",
     "serve_dir": "server",
     "pgvector_server": "server",
@@ -89,3 +90,21 @@ def local_embedder() -> object:
     embedder = LocalEmbedder(LocalEmbedderConfig())
     embedder.check()
     return embedder
+
+
+@pytest.fixture(scope="session")
+def distilled_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model2vec model distilled from the packaged MiniLM by ``webvec distill`` (64 dimensions),
+    once per test session: distilling reads every token of the vocabulary through the model (minutes)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    home = tmp_path_factory.mktemp("distill-home")
+    result = CliRunner(env={"WEBVEC_HOME": str(home), "COLUMNS": "200"}).invoke(
+        app, ["distill", "--dimensions", "64", "--out", "m2v"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "kind: static, vectors: model2vec, path: m2v" in result.output
+    assert sorted(p.name for p in home.iterdir()) == ["m2v"]  # no partial folder left beside it
+    return home / "m2v"

@@ -155,11 +155,19 @@ class FakeEmbedderConfig(_Reducible):
 
 
 class StaticEmbedderConfig(_Reducible):
-    """SIF-weighted mean of pretrained word vectors (GloVe): no neural network, ~50x MiniLM's speed."""
+    """Static vectors, no neural network at embedding time: SIF-weighted GloVe word vectors, or a
+    model2vec model distilled from the local model (`webvec distill`)."""
 
-    kind: Literal["static"] = Field(description="static: averaged pretrained word vectors (no model).")
-    vectors: Literal["glove-6b-50d"] = Field(
-        "glove-6b-50d", description="Word vectors: glove-6b-50d (GloVe 6B, 50 dimensions; offline package)."
+    kind: Literal["static"] = Field(description="static: averaged word or token vectors (no network).")
+    vectors: Literal["glove-6b-50d", "model2vec"] = Field(
+        "glove-6b-50d",
+        description="glove-6b-50d (GloVe 6B, 50 dimensions; offline package), or model2vec: the model "
+        "folder `path` names (made by `webvec distill`).",
+    )
+    path: str | None = Field(
+        None,
+        description="vectors model2vec: the model's folder (a relative path is taken from $WEBVEC_HOME); "
+        "its files' hash is part of the model_key.",
     )
     # SIF's paper finds a in [1e-4, 1e-3] best across tasks; outside [1e-6, 1] every word weighs ~0 or ~1.
     sif_a: float = Field(
@@ -169,6 +177,14 @@ class StaticEmbedderConfig(_Reducible):
         512, ge=8, le=_MAX_INPUT_TOKENS, description="Longest input, in words and marks (8-32768)."
     )
     batch_size: int = Field(256, ge=1, le=4096, description="Texts per progress step (1-4096).")
+
+    @model_validator(mode="after")
+    def _path_for_model2vec(self) -> StaticEmbedderConfig:
+        if self.vectors == "model2vec" and not self.path:
+            raise ValueError("vectors model2vec needs path: the folder `webvec distill` wrote")
+        if self.vectors != "model2vec" and self.path:
+            raise ValueError(f"path is for vectors model2vec; {self.vectors} ships its own vectors")
+        return self
 
 
 EmbedderConfig = Annotated[

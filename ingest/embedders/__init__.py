@@ -12,7 +12,7 @@ from ingest.embedders.base import Embedder, Vectors, validate_vectors
 EMBEDDERS: dict[str, str] = {
     "local": "ingest.embedders.local:LocalEmbedder",
     "openai": "ingest.embedders.openai:OpenAIEmbedder",
-    "static": "ingest.embedders.static:StaticEmbedder",
+    "static": "ingest.embedders.static:make_static",  # GloVe, or a model2vec folder
     "fake": "ingest.embedders.fake:FakeEmbedder",  # deterministic, no model: for tests
 }
 
@@ -26,9 +26,16 @@ def make_embedder(cfg: EmbedderConfig) -> Embedder:
 if TYPE_CHECKING:  # mypy checks that every adapter conforms to the seam (the registry cannot say)
     from ingest.embedders.fake import FakeEmbedder
     from ingest.embedders.local import LocalEmbedder
+    from ingest.embedders.model2vec import Model2VecEmbedder
     from ingest.embedders.openai import OpenAIEmbedder
     from ingest.embedders.static import StaticEmbedder
 
-    _conforming: tuple[type[Embedder], ...] = (FakeEmbedder, LocalEmbedder, OpenAIEmbedder, StaticEmbedder)
+    _conforming: tuple[type[Embedder], ...] = (
+        FakeEmbedder,
+        LocalEmbedder,
+        Model2VecEmbedder,
+        OpenAIEmbedder,
+        StaticEmbedder,
+    )
 
 __all__ = ["EMBEDDERS", "Embedder", "Vectors", "make_embedder", "validate_vectors"]

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from ingest.config import StaticEmbedderConfig
-from ingest.embedders.base import Vectors, embed_each, validate_vectors
+from ingest.embedders.base import Embedder, Vectors, embed_each, validate_vectors
 from ingest.errors import MissingExtraError
 from ingest.ids import model_key, normalize_text
 
@@ -171,3 +171,12 @@ class StaticEmbedder:
         )
         self.tokens_used += tokens
         return validate_vectors(out, len(texts), self.dimension)
+
+
+def make_static(cfg: StaticEmbedderConfig) -> Embedder:
+    """The static embedder ``embedder.vectors`` names: GloVe here, or a model2vec folder."""
+    if cfg.vectors == "model2vec":
+        from ingest.embedders.model2vec import Model2VecEmbedder  # model2vec is imported when used
+
+        return Model2VecEmbedder(cfg)
+    return StaticEmbedder(cfg)

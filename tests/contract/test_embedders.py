@@ -24,6 +24,7 @@ EMBEDDERS = [
     "fake",
     "static",
     "static-pca",
+    pytest.param("model2vec", marks=pytest.mark.model),
 ]
 
 
@@ -43,6 +44,9 @@ def embedder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         return make_embedder(StaticEmbedderConfig(kind="static"))
     if request.param == "static-pca":
         return _reduced_static()
+    if request.param == "model2vec":
+        folder = request.getfixturevalue("distilled_model")
+        return make_embedder(StaticEmbedderConfig(kind="static", vectors="model2vec", path=str(folder)))
     if request.param == "local":
         return request.getfixturevalue("local_embedder")  # type: ignore[no-any-return]
     srv = request.getfixturevalue("openai_srv")
