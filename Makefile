@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install lock test lint demo bench clean
+.PHONY: install lock test lint demo bench bench-scale clean
 
 install: $(STAMP)
 
@@ -66,6 +66,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# One process against a local Dask cluster (README "Scaling out"); needs PostgreSQL (WEBVEC_TEST_POSTGRES_URL).
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .webvec .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -233,6 +234,16 @@ def plan(
     _ingest(crawl, as_json, urls=None, dry_run=True)
 
 
+def _shipper(crawl: str, dry_run: bool) -> AbstractContextManager[Any]:
+    """Where a run's batches go without a Prefect API: this process (None), or with
+    ``scale.task_runner: dask`` the crawl's Dask cluster; a plan always runs here."""
+    if dry_run or load_crawl(resolve_crawl_path(crawl)).scale.task_runner != "dask":
+        return nullcontext(None)
+    from flows.scale import dask_shipper
+
+    return dask_shipper(load_crawl(resolve_crawl_path(crawl)))
+
+
 def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool) -> None:
     """``run`` and ``plan``: the run in this process (or, for a run with PREFECT_API_URL set, the
     Prefect flow), progress bars, then the summary; exits 1 when it failed."""
@@ -244,18 +255,24 @@ def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool)
         with bars:
             if _use_prefect() and not dry_run:
                 from flows import progress
-                from flows.ingest import ingest_flow
+                from flows.ingest import ingest_flow_for
 
                 with progress.subscribed(listener):
-                    summary = ingest_flow(crawl, urls=urls)
+                    summary = ingest_flow_for(crawl)(crawl, urls=urls)
             else:
                 from ingest.run import run_ingest
                 from spiders.process import crawl_source_for
 
                 hooks = Hooks(listener)
-                summary = run_ingest(
-                    crawl, crawl_source_for(crawl), urls=urls, hooks=hooks, dry_run=dry_run
-                ).to_dict()
+                with _shipper(crawl, dry_run) as shipper:
+                    summary = run_ingest(
+                        crawl,
+                        crawl_source_for(crawl),
+                        urls=urls,
+                        hooks=hooks,
+                        dry_run=dry_run,
+                        shipper=shipper,
+                    ).to_dict()
     except RunFailed as exc:
         summary, code = exc.summary.to_dict(), 1
     except WebvecError as exc:

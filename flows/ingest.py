@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import progress
+from ingest.config import load_crawl, resolve_crawl_path
 from ingest.run import Hooks, RunFailed, run_ingest
 from ingest.summary import RunSummary
 from spiders.process import crawl_source_for
@@ -25,7 +26,7 @@ from spiders.process import crawl_source_for
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["PrefectHooks", "RunFailed", "ingest_flow"]
+__all__ = ["PrefectHooks", "RunFailed", "ingest_flow", "ingest_flow_for"]
 
 
 class PrefectHooks(Hooks):
@@ -59,11 +60,41 @@ class PrefectHooks(Hooks):
             )
 
 
+def ingest_flow_for(crawl: str) -> Any:
+    """:func:`ingest_flow` with the task runner the crawl's ``scale:`` asks for: the default one
+    (threads) or a Dask cluster (:func:`flows.scale.task_runner`)."""
+    cfg = load_crawl(resolve_crawl_path(crawl))
+    if cfg.scale.task_runner != "dask":
+        return ingest_flow
+    from flows import scale
+
+    return ingest_flow.with_options(task_runner=scale.task_runner(cfg))
+
+
 @flow(name="ingest")
 def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
     """Crawl ``crawl`` (a name under crawls/ or a YAML path) and sync its vectors; returns the summary.
 
     ``urls``: re-fetch just these pages (no link following, no stale deletion) — the backfill mode.
     Raises RunFailed (with the summary) when no page could be fetched or a stage failed.
+
+    With ``scale.task_runner: dask`` the batches run as ``batch`` tasks on the flow's Dask task runner
+    while this flow run coordinates. A flow run started with another runner (a deployment's) runs
+    itself again as a subflow on the crawl's Dask cluster.
     """
+    cfg = load_crawl(resolve_crawl_path(crawl))
+    if cfg.scale.task_runner == "dask":
+        from prefect.context import FlowRunContext
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        from flows import scale
+
+        ctx = FlowRunContext.get()
+        if ctx is None or not isinstance(ctx.task_runner, DaskTaskRunner):
+            result: dict[str, Any] = ingest_flow_for(crawl)(crawl, urls)
+            return result
+        shipper = scale.PrefectShipper(cfg)
+        return run_ingest(
+            crawl, crawl_source_for(crawl), urls=urls, hooks=PrefectHooks(), shipper=shipper
+        ).to_dict()
     return run_ingest(crawl, crawl_source_for(crawl), urls=urls, hooks=PrefectHooks()).to_dict()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ingest.env import RunEnv, ensure_store, make_env, store_changed
 from ingest.errors import ConfigError, WebvecError
 from ingest.model import RunStatus
 from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
-from ingest.summary import RunSummary
+from ingest.summary import MAX_LISTED_FAILURES, RunSummary
 from ingest.sync import Removal
 
 BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, small enough to overlap
@@ -237,6 +238,123 @@ def process_batch(
     hooks.progress("written", len(docs))
 
 
+# -- batches shipped to other processes -------------------------------------------------------------
+@dataclass
+class BatchOutcome:
+    """What a batch run in another process (a Dask worker) hands back: its counters and what the run's
+    end needs (pages seen, removals, start URLs that gave nothing). Plain data: it is pickled."""
+
+    summary: RunSummary
+    seen: set[str]
+    removals: list[Removal]
+    start_failures: list[SkipRecord]
+
+
+def run_shipped_batch(env: RunEnv, run_id: str, pages: list[FetchedPage]) -> BatchOutcome:
+    """Stages 2–7 of one batch in a process of its own, the ledger commit included.
+
+    The run-wide knowledge that :class:`RunState` carries from batch to batch in one process (pages
+    kept so far for near-duplicate detection, pages per chunk text for ``drop_repeated_chunks``) is
+    read from the shared ledger instead: it holds what batches committed before this one started.
+    Two near-duplicates in batches running at the same time can therefore both be kept; repeated
+    chunks are still swept at the run's end (:func:`ingest.deletions.sweep_repeated_chunks`)."""
+    state = RunState.load(env)
+    state.store_exists = state.store_ready = True  # the coordinator ensured it before shipping
+    summary = RunSummary(crawl=env.cfg.name, run_id=run_id)
+    process_batch(env, pages, state, summary, Hooks())
+    return BatchOutcome(summary, state.seen, state.removals, state.start_failures)
+
+
+def merge_outcome(summary: RunSummary, state: RunState, outcome: BatchOutcome) -> None:
+    """Add a shipped batch's counters, times and findings to the run's."""
+    part = outcome.summary
+    summary.add({name: value for name, value in vars(part).items() if name in _COUNTERS})
+    for stage, seconds in part.stage_seconds.items():
+        summary.add_time(stage, seconds)
+    for kind, n in part.skip_reasons.items():
+        summary.skip_reasons[kind] = summary.skip_reasons.get(kind, 0) + n
+    room = max(0, MAX_LISTED_FAILURES - len(summary.failed_urls))
+    summary.failed_urls += part.failed_urls[:room]
+    summary.warnings += [w for w in part.warnings if w not in summary.warnings]
+    state.seen |= outcome.seen
+    state.removals += outcome.removals
+    state.start_failures += outcome.start_failures
+
+
+# A batch's counters: every int field (those the run's end sets itself stay 0 in a batch's summary).
+_COUNTERS = frozenset(name for name, f in RunSummary.__dataclass_fields__.items() if f.type == "int")
+
+
+class ShippedBatch(Protocol):
+    """A batch running elsewhere (a Dask or Prefect future)."""
+
+    def result(self) -> BatchOutcome:
+        """Wait for it; its error, if any, raised here."""
+        ...
+
+
+class BatchShipper(Protocol):
+    """Runs batches in other processes (:mod:`flows.scale`: the workers of a Dask cluster), each
+    through :func:`run_shipped_batch` with an environment of its own built from the crawl config."""
+
+    max_in_flight: int  # batches shipped and not yet gathered, at most: the run's back-pressure
+
+    def ship(self, cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> ShippedBatch:
+        """Start the batch of the run's fetched pages ``seqs`` (the page store is shared)."""
+        ...
+
+
+def _ship_batches(
+    env: RunEnv,
+    summary: RunSummary,
+    handle: CrawlHandle,
+    page_store: StateDB,
+    state: RunState,
+    shipper: BatchShipper,
+    hooks: Hooks,
+    heartbeat: Heartbeat | None,
+) -> None:
+    """The coordinator's loop: ship each batch of fetched pages as the crawl stores them, at most
+    ``max_in_flight`` at a time, and gather the outcomes in order."""
+    in_flight: deque[ShippedBatch] = deque()
+
+    def gather_oldest() -> None:
+        outcome = in_flight.popleft().result()
+        merge_outcome(summary, state, outcome)
+        part = outcome.summary
+        hooks.progress("fetched", part.pages_fetched)
+        written = part.pages_new + part.pages_changed
+        hooks.progress("embedded", part.chunks, part.chunks)
+        hooks.progress("written", written, written)
+
+    seq = 0
+    try:
+        while True:
+            finished = handle.finished()
+            seqs = page_store.fetched_seqs_after(summary.run_id, seq, limit=BATCH_PAGES)
+            if seqs:
+                seq = seqs[-1]
+                if not state.store_ready:
+                    # Once, here: workers writing at the same time must not race to create the store
+                    # and record version 1.
+                    ensure_store(env)
+                    state.store_exists = state.store_ready = True
+                while len(in_flight) >= max(1, shipper.max_in_flight):
+                    gather_oldest()
+                in_flight.append(shipper.ship(env.cfg, env.version, summary.run_id, seqs))
+            elif finished:
+                break
+            else:
+                time.sleep(POLL_SECONDS)
+            if heartbeat is not None:
+                heartbeat.check()
+        while in_flight:
+            gather_oldest()
+    except BaseException:
+        in_flight.clear()  # the futures of a failed run are released; their batches may still finish
+        raise
+
+
 # -- the run's end -----------------------------------------------------------------------------------
 def _no_pages_message(
     cfg: CrawlConfig, mode: CrawlMode, state: RunState, summary: RunSummary, log: str
@@ -284,13 +402,26 @@ def crawl_and_sync(
     mode: CrawlMode = WHOLE_SITE,
     heartbeat: Heartbeat | None = None,
     write: bool = True,
+    shipper: BatchShipper | None = None,
 ) -> None:
-    """Crawl and bring the store up to date (or, ``write`` off, count what that would do)."""
+    """Crawl and bring the store up to date (or, ``write`` off, count what that would do).
+
+    ``shipper``: run the batches in other processes (a Dask cluster) instead of this one; this process
+    then only coordinates (ships, gathers, and does the run's end)."""
     state = RunState.load(env)
     handle = crawler.start(
         crawl_path, summary.run_id, page_store=page_store.url, mode=mode, dry_run=not write
     )
     summary.spider_log = handle.log_path
+    if shipper is not None and write:
+        try:
+            _ship_batches(env, summary, handle, page_store, state, shipper, hooks, heartbeat)
+            stats = handle.result()
+        except BaseException:
+            handle.stop()
+            raise
+        _finish_crawl(env, mode, handle, stats, state, summary, write)
+        return
     # Stage 2 of the next batch runs while this thread takes the current one through stages 3–7, so
     # extraction (worker processes) overlaps embedding and writing. One batch ahead at most: the
     # queue is bounded, and a slow embedder holds the crawl's pages in the page store, not in memory.
@@ -320,6 +451,19 @@ def crawl_and_sync(
         raise
     finally:
         ahead.close()
+    _finish_crawl(env, mode, handle, stats, state, summary, write)
+
+
+def _finish_crawl(
+    env: RunEnv,
+    mode: CrawlMode,
+    handle: CrawlHandle,
+    stats: CrawlStats,
+    state: RunState,
+    summary: RunSummary,
+    write: bool,
+) -> None:
+    """The run's end, once every batch is in: crawl figures, deletions, sweeps, the run's message."""
     summary.add_time("crawl", stats.seconds)  # the spider's own run, which overlapped the rest
     summary.crawl_complete = stats.complete and mode.whole_site
     # source.render: pages the browser rendered, and (auto) how many of them were app shells.
@@ -350,12 +494,14 @@ def run_ingest(
     mode: CrawlMode | None = None,
     hooks: Hooks | None = None,
     dry_run: bool = False,
+    shipper: BatchShipper | None = None,
 ) -> RunSummary:
     """Crawl a site and sync its vectors (``webvec run``); with ``dry_run``, report what that would do
     and write nothing (``webvec plan``). Raises RunFailed (with the summary) when the run failed.
 
     ``mode`` chooses the pages (:class:`CrawlMode`; default the whole site); ``urls`` is short for
-    ``mode=CrawlMode(urls=...)``."""
+    ``mode=CrawlMode(urls=...)``. ``shipper``: the batches run in other processes (``scale:``,
+    :mod:`flows.scale`); a dry run always runs here."""
     if urls and mode is not None:
         raise ConfigError("give urls or mode, not both")
     mode = CrawlMode(urls=tuple(urls)) if urls else mode or WHOLE_SITE
@@ -389,7 +535,15 @@ def run_ingest(
                 env = make_env(cfg, env.db)
                 summary.target, summary.model_key = env.store.target, env.keys.model_key
             crawl_and_sync(
-                env, path, summary, hooks, crawler, page_store=env.db, mode=mode, heartbeat=heartbeat
+                env,
+                path,
+                summary,
+                hooks,
+                crawler,
+                page_store=env.db,
+                mode=mode,
+                heartbeat=heartbeat,
+                shipper=shipper,
             )
     finally:
         env.db.close()  # pooled connections of a server ledger are not left to the garbage collector
@@ -432,6 +586,8 @@ def _dry_run(cfg: CrawlConfig, path: Path, crawler: CrawlSource, hooks: Hooks, m
 
 __all__ = [
     "BATCH_PAGES",
+    "BatchOutcome",
+    "BatchShipper",
     "CrawlHandle",
     "CrawlMode",
     "CrawlSource",
@@ -440,6 +596,8 @@ __all__ = [
     "RunFailed",
     "RunState",
     "crawl_and_sync",
+    "merge_outcome",
     "process_batch",
     "run_ingest",
+    "run_shipped_batch",
 ]

@@ -58,25 +58,31 @@ class FetchedMixin:
                 .order_by(fetched.c.seq)
                 .limit(limit)
             ).mappings()
-            return [
-                FetchedPage(
-                    url=r["url"],
-                    final_url=r["final_url"],
-                    status=r["status"],
-                    fetched_at=as_utc(r["fetched_at"]),
-                    content_type=r["content_type"],
-                    etag=r["etag"],
-                    last_modified=r["last_modified"],
-                    depth=r["depth"],
-                    body=zlib.decompress(r["body"]) if r["body"] is not None else None,
-                    skip_reason=r["skip_reason"],
-                    skip_kind=SkipKind(r["skip_kind"]) if r["skip_kind"] else None,
-                    rendered=r["rendered"],
-                    seq=r["seq"],
-                    run_id=r["run_id"],
-                )
-                for r in rows
-            ]
+            return [_page(r) for r in rows]
+
+    def fetched_seqs_after(self, run_id: str, after_seq: int = 0, limit: int = 200) -> list[int]:
+        """``seq`` of the pages :meth:`fetched_after` would return, without reading their bodies: what
+        a coordinator ships to the processes that read the pages themselves (:meth:`fetched_by_seq`)."""
+        with self.engine.connect() as conn:
+            query = (
+                sa.select(fetched.c.seq)
+                .where(fetched.c.run_id == run_id, fetched.c.seq > after_seq)
+                .order_by(fetched.c.seq)
+                .limit(limit)
+            )
+            return [int(seq) for seq in conn.execute(query).scalars()]
+
+    def fetched_by_seq(self, run_id: str, seqs: Sequence[int]) -> list[FetchedPage]:
+        """The pages of a run with these ``seq`` (a shipped batch), in storage order."""
+        if not seqs:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                fetched.select()
+                .where(fetched.c.run_id == run_id, fetched.c.seq.in_(list(seqs)))
+                .order_by(fetched.c.seq)
+            ).mappings()
+            return [_page(r) for r in rows]
 
     def purge_fetched(self, crawl: str, keep_run_id: str | None = None) -> None:
         """Drop stored pages of this crawl's other runs (the ledger keeps what later runs need), and
@@ -144,3 +150,22 @@ class FetchedMixin:
                 .order_by(outcomes.c.seq)
             ).mappings()
             return [cast(OutcomeRow, dict(r)) for r in rows]
+
+
+def _page(r: sa.RowMapping) -> FetchedPage:
+    return FetchedPage(
+        url=r["url"],
+        final_url=r["final_url"],
+        status=r["status"],
+        fetched_at=as_utc(r["fetched_at"]),
+        content_type=r["content_type"],
+        etag=r["etag"],
+        last_modified=r["last_modified"],
+        depth=r["depth"],
+        body=zlib.decompress(r["body"]) if r["body"] is not None else None,
+        skip_reason=r["skip_reason"],
+        skip_kind=SkipKind(r["skip_kind"]) if r["skip_kind"] else None,
+        rendered=r["rendered"],
+        seq=r["seq"],
+        run_id=r["run_id"],
+    )

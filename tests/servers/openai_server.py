@@ -22,7 +22,7 @@ input containing :data:`NAN_MARKER` is answered with a NaN vector (the rest of t
 Fault injection: ``server.inject(Fault.rate_limit(0.05), Fault.server_error())`` queues faults that
 the next requests consume one each; ``server.always = Fault(...)`` applies to every request once the
 queue is empty. ``latency_s``, ``tpm_limit`` and ``rpm_limit`` (over ``limit_window_s``) apply to
-every request. Counters (``requests``, ``ok_requests``, ``inputs``, ``tokens``, ``max_in_flight``,
+every request. Counters (``requests``, ``ok_requests``, ``inputs``, ``texts``, ``tokens``, ``max_in_flight``,
 ``statuses``, ``records``) are there for assertions.
 
 Usage::
@@ -289,6 +289,7 @@ class OpenAIServer:
             self.max_in_flight = 0
             self.statuses: Counter[int] = Counter()  # status -> count; 0 = dropped connection
             self.records: list[RequestRecord] = []
+            self.texts: Counter[str] = Counter()  # each input text answered: how many times
             self._window.clear()
 
     @property
@@ -559,6 +560,8 @@ class OpenAIServer:
         fault: Fault | None,
     ) -> dict[str, Any]:
         native = self.models[model].dimension
+        with self._lock:
+            self.texts.update(texts)
         vectors = [deterministic_vector(t, model, native, dimensions) for t in texts]
         if fault is not None and fault.dimension is not None:
             size = fault.dimension

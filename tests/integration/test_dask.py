@@ -1,0 +1,269 @@
+"""Batches on a real Dask cluster (``dask scheduler`` + two ``dask worker`` processes on 127.0.0.1), with
+the shared Postgres ledger (WEBVEC_TEST_POSTGRES_URL), a ``chroma run`` server and the OpenAI stand-in.
+
+Each test compares a Dask run with a single-process (threads) run of the same site: the same store
+ids, the same ledger pages, and the embedding server sees each distinct text once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ingest.config import load_crawl
+from ingest.run import RunFailed
+from ingest.state import StateDB
+from ingest.stores import make_store
+from tests.integration.conftest import ingest
+from tests.integration.sites import page_html, prose
+from tests.servers.chroma_server import chroma_server
+from tests.servers.dask_cluster import dask_cluster
+from tests.servers.openai_server import OpenAIServer, start_openai_server
+
+pytestmark = [pytest.mark.server, pytest.mark.postgres]
+ADMIN_URL = os.environ.get("WEBVEC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PAGES = 40
+BATCH = 8  # pages per batch in these tests: five batches for two workers
+MAX_INPUTS = 8  # texts per embedding request: several requests per batch
+
+
+def _site(root: Path) -> None:
+    """An index linking PAGES distinct pages of three sections each."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"topic-{i}.html" for i in range(PAGES)]
+    for i, name in enumerate(names):
+        sections = [(f"Part {j}", prose(f"topic {i}", j, salt=f" number {i}")) for j in range(3)]
+        (root / name).write_text(page_html(f"Topic {i}", sections, ["index.html"]))
+    (root / "index.html").write_text(page_html("Index", [("Welcome", prose("index", 0))], names))
+    (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")
+
+
+@pytest.fixture
+def databases() -> Iterator[Callable[[], str]]:
+    """Factory of fresh databases on the Postgres server, dropped afterwards."""
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except Exception:
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL}")
+    names: list[str] = []
+
+    def _new() -> str:
+        name = f"webvec_dask_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield _new
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+class Setup:
+    """A site, a Chroma server, the OpenAI stand-in, a reference crawl (threads) and a Dask crawl."""
+
+    def __init__(self, reference: Path, distributed: Path, oai: OpenAIServer) -> None:
+        self.reference, self.distributed, self.oai = reference, distributed, oai
+
+    def ids(self, crawl: Path) -> list[str]:
+        cfg = load_crawl(crawl)
+        return make_store(cfg.store, cfg.name).list_ids()
+
+    def pages(self, crawl: Path) -> dict[str, tuple[str, str | None]]:
+        cfg = load_crawl(crawl)
+        db = StateDB(cfg.state_url())
+        try:
+            return {p["url"]: (p["status"], p["content_hash"]) for p in db.all_pages(cfg.name)}
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path, serve_dir, write_crawl, databases, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Setup]:  # type: ignore[no-untyped-def]
+    _site(tmp_path / "site")
+    server = serve_dir(tmp_path / "site")
+    monkeypatch.setattr("ingest.run.BATCH_PAGES", BATCH)  # the coordinator cuts the batches
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("WEBVEC_REF_STATE", databases())
+    monkeypatch.setenv("WEBVEC_STATE_URL", databases())
+    with (
+        chroma_server(tmp_path / "chroma") as chroma,
+        start_openai_server(api_key="sk-test", latency_s=0.05) as oai,
+    ):
+        common: dict[str, Any] = {
+            "source": {"sitemaps": []},
+            "embedder": {"kind": "openai", "base_url": oai.base_url, "max_batch_inputs": MAX_INPUTS},
+            "store": {"kind": "chroma", "host": chroma.host, "port": chroma.port},
+        }
+        reference = write_crawl(server.url, name="reference", state={"url_env": "WEBVEC_REF_STATE"}, **common)
+        distributed = write_crawl(
+            server.url,
+            name="distributed",
+            state={"url_env": "WEBVEC_STATE_URL"},
+            scale={"task_runner": "dask", "dask_address_env": "WEBVEC_DASK_SCHEDULER"},
+            **common,
+        )
+        yield Setup(reference, distributed, oai)
+
+
+def _cluster_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    keys = ("OPENAI_API_KEY", "WEBVEC_STATE_URL", "WEBVEC_HOME")
+    return {**{k: os.environ[k] for k in keys}, **(extra or {})}
+
+
+def _envs_built() -> int:
+    """On a worker: the run environments it built (one per crawl version it took batches of)."""
+    from flows import scale
+
+    return len(scale._envs)
+
+
+def _dask_run(crawl: Path) -> dict[str, Any]:
+    """A run as ``webvec run`` does it without a Prefect API: batches through a plain Dask client."""
+    from flows.scale import dask_shipper
+    from ingest.run import run_ingest
+    from spiders.process import SpiderCrawler
+
+    with dask_shipper(load_crawl(crawl)) as shipper:
+        return run_ingest(crawl, SpiderCrawler(), shipper=shipper).to_dict()
+
+
+def test_a_prefect_flow_on_dask_writes_the_store_a_single_process_run_writes(
+    setup: Setup, prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.ingest import ingest_flow_for
+
+    first = ingest(setup.reference)
+    assert first["status"] == "ok" and first["pages_new"] == PAGES + 1
+    expected_texts = set(setup.oai.texts)
+    assert all(n == 1 for n in setup.oai.texts.values())
+    setup.oai.reset_counters()
+
+    env = _cluster_env({"PREFECT_API_URL": prefect_api})
+    with dask_cluster(tmp_path / "dask", env) as cluster:
+        monkeypatch.setenv("WEBVEC_DASK_SCHEDULER", cluster.address)
+        summary = ingest_flow_for(str(setup.distributed))(str(setup.distributed))
+        assert summary["status"] == "ok", summary["message"]
+        # Every distinct text reached the embedding server exactly once, spread over the workers.
+        assert set(setup.oai.texts) == expected_texts
+        assert all(n == 1 for n in setup.oai.texts.values()), setup.oai.texts.most_common(3)
+        for key in ("pages_fetched", "pages_new", "chunks", "texts_embedded", "vectors_written"):
+            assert summary[key] == first[key], key
+        ids = setup.ids(setup.distributed)
+        assert len(ids) == len(set(ids)) and set(ids) == set(setup.ids(setup.reference))
+        assert setup.pages(setup.distributed) == setup.pages(setup.reference)
+        # Both workers took batches (the shipped unit is a batch, so five of them reach both).
+        client = cluster.client()
+        try:
+            built = client.run(_envs_built)
+        finally:
+            client.close()
+        assert sorted(built.values()) == [1, 1]
+
+        setup.oai.reset_counters()
+        again = ingest_flow_for(str(setup.distributed))(str(setup.distributed))
+        assert again["status"] == "ok" and again["pages_new"] == again["pages_changed"] == 0
+        assert again["texts_embedded"] == 0 and setup.oai.requests == 0
+
+
+def test_a_worker_killed_mid_run_and_a_rerun_converge_on_the_single_process_store(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(setup.reference)
+    reference_ids = set(setup.ids(setup.reference))
+    expected_texts = set(setup.oai.texts)
+    setup.oai.reset_counters()
+    setup.oai.latency_s = 0.3  # batches take long enough to be caught in the middle
+
+    with dask_cluster(tmp_path / "dask", _cluster_env()) as cluster:
+        monkeypatch.setenv("WEBVEC_DASK_SCHEDULER", cluster.address)
+        killed: list[int] = []
+
+        def kill_a_busy_worker() -> None:
+            client = cluster.client()
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and setup.oai.ok_requests < 3:
+                    time.sleep(0.05)
+                pids = cluster.worker_pids(client)
+                busy = [addr for addr, keys in client.processing().items() if keys]
+                if busy:
+                    killed.append(pids[busy[0]])
+                    cluster.kill_worker(pids[busy[0]])
+            finally:
+                client.close()
+
+        killer = threading.Thread(target=kill_a_busy_worker)
+        killer.start()
+        try:
+            first: dict[str, Any] | None = _dask_run(setup.distributed)
+        except RunFailed as exc:  # allowed, when the message says what happened
+            first = None
+            assert "died" in str(exc) or "worker" in str(exc).lower(), str(exc)
+        killer.join()
+        assert killed, "no worker was busy when the embedding server had answered 3 requests"
+        if first is not None:
+            assert first["status"] == "ok", first["message"]
+
+        # The nanny restarts the killed worker; a re-run (or none needed) converges.
+        client = cluster.client()
+        try:
+            client.wait_for_workers(2, timeout=60)
+        finally:
+            client.close()
+        setup.oai.latency_s = 0.0
+        before_rerun = sum(setup.oai.texts.values())
+        rerun = _dask_run(setup.distributed)
+        assert rerun["status"] == "ok", rerun["message"]
+        # Whatever reached the ledger's embedding cache before the kill is not embedded again: only the
+        # texts of requests the dead worker had in flight (at most one request of MAX_INPUTS texts)
+        # can have been sent twice.
+        assert set(setup.oai.texts) == expected_texts
+        twice = [t for t, n in setup.oai.texts.items() if n > 1]
+        assert len(twice) <= MAX_INPUTS, (len(twice), before_rerun)
+        ids = setup.ids(setup.distributed)
+        assert len(ids) == len(set(ids)) and set(ids) == reference_ids  # no duplicate, no orphan
+        assert setup.pages(setup.distributed) == setup.pages(setup.reference)
+
+        setup.oai.reset_counters()
+        settled = _dask_run(setup.distributed)
+        assert settled["texts_embedded"] == 0 and settled["vectors_written"] == 0
+        assert setup.oai.requests == 0
+
+
+def test_a_local_cluster_from_the_cli_path(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scale.dask_address_env unset: the run starts a local cluster of dask_workers processes itself.
+    import yaml
+
+    data = yaml.safe_load(setup.distributed.read_text())
+    data["scale"] = {"task_runner": "dask", "dask_workers": 2}
+    setup.distributed.write_text(yaml.safe_dump(data))
+    ingest(setup.reference)
+    reference_ids = set(setup.ids(setup.reference))
+    setup.oai.reset_counters()
+    summary = _dask_run(setup.distributed)
+    assert summary["status"] == "ok", summary["message"]
+    assert all(n == 1 for n in setup.oai.texts.values())
+    assert set(setup.ids(setup.distributed)) == reference_ids
+
+
+def test_an_unset_scheduler_variable_is_one_clear_line(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.errors import ConfigError
+
+    monkeypatch.delenv("WEBVEC_DASK_SCHEDULER", raising=False)
+    with pytest.raises(ConfigError, match="WEBVEC_DASK_SCHEDULER is not set"):
+        _dask_run(setup.distributed)
