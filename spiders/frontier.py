@@ -226,6 +226,21 @@ class Frontier:
         """Give back a lease taken by :meth:`acquire`."""
         self.client.zrem(self.keys.polite(host)[0], token)
 
+    def lease_token(self, unique: str) -> str:
+        """A lease token of this process (``{worker}:{unique}``), so that its leases can be found."""
+        return f"{self.worker}:{unique}"
+
+    def release_leases(self, worker: int) -> int:
+        """Give back every lease process ``worker`` holds (it died: they would otherwise hold their
+        host until they expire); how many."""
+        prefix = f"{worker}:".encode()
+        released = 0
+        for key in self.client.scan_iter(match=f"{self.keys.base}:polite:*", count=1000):
+            mine = [m for m in self.client.zrange(key, 0, -1) if bytes(m).startswith(prefix)]
+            if mine:
+                released += int(self.client.zrem(key, *mine))
+        return released
+
     # -- end of the run ----------------------------------------------------------------------------
     def clear(self) -> int:
         """Delete every key of this run (queue, fingerprints, in-flight, budgets); how many."""

@@ -14,7 +14,8 @@ In this mode the process's own delays are switched off (``DOWNLOAD_DELAY`` 0, no
 :func:`spiders.settings.frontier_settings`): a local delay added after the lease would shift a request
 towards the next process's and shrink the spacing. The middleware sits last in the chain (just before
 the download handler), so robots.txt and sitemap requests take leases too. A lease expires on its own
-after ``download_timeout`` + :data:`LEASE_GRACE_S`, so a killed process cannot hold one forever.
+after ``download_timeout`` + :data:`LEASE_GRACE_S`, so a killed process cannot hold one forever; the
+launcher gives back a dead process's leases at once (:meth:`spiders.frontier.Frontier.release_leases`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class SharedPolitenessMiddleware:
             return
         self._release(request)  # a lease copied along with the meta of a re-sent request
         host, limit, delay = self._limits(request)
-        token = uuid.uuid4().hex
+        token = frontier.lease_token(uuid.uuid4().hex)
         while True:
             wait = frontier.acquire(host, token, limit=limit, delay=delay, lease=self.lease)
             if wait is not None:

@@ -297,6 +297,7 @@ class FrontierCrawl:
                     self._seed_lost = True
                     self.frontier.mark_seeded()
                 requeued = self.frontier.requeue(worker)
+                self.frontier.release_leases(worker)
                 if requeued:
                     logger.warning(
                         "spider %d of %d ended with %d requests in flight: back on the shared queue",
