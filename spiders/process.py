@@ -5,11 +5,18 @@ spider with the command line and environment :mod:`spiders.run` defines (no API 
 ``$WEBVEC_HOME/logs/<run_id>.spider.log``, and the parent's pid, so that the spider dies with the run
 (it sets Linux's parent-death signal on itself, :func:`spiders.run.die_with_parent`) instead of
 crawling on after a ``kill -9`` of the CLI. A spider past its hard deadline is killed.
+
+With ``scale.spiders: N`` (N > 1) a run starts N such processes, ``--worker 0`` to ``N-1``, sharing
+the crawl's Redis frontier (:mod:`spiders.frontier`): :class:`FrontierCrawl` watches them, puts the
+requests a dead one held back on the shared queue (so the others fetch them), merges their stats
+(:func:`merge_stats`) and deletes the run's frontier keys when the crawl ends. Their logs are
+``<run_id>.spider.log`` (worker 0, the run's ``spider_log``) and ``<run_id>.spider-<i>.log``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,10 +28,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ingest.config import load_crawl, resolve_crawl_path, webvec_home
+from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path, webvec_home
 from ingest.errors import WebvecError
 from ingest.run import CrawlMode, CrawlSource, CrawlStats
+from spiders.frontier import Frontier, frontier_url
 from spiders.run import PAGE_STORE_ENV, spider_command, spider_env, spider_timeout_seconds
+
+logger = logging.getLogger(__name__)
 
 # Seconds a stopped spider gets to close cleanly before it is killed.
 STOP_GRACE_S = 5.0
@@ -58,6 +68,11 @@ class SpiderRun:
         # be a minute apart while a batch is embedded.
         self._ended = threading.Event()
         threading.Thread(target=self._wait, name="webvec-spider-wait", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        """The spider process's id."""
+        return self._proc.pid
 
     def _wait(self) -> None:
         self._proc.wait()
@@ -141,13 +156,74 @@ class SpiderCrawler:
 
     def start(
         self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
-    ) -> SpiderRun:
+    ) -> SpiderRun | FrontierCrawl:
         """Start crawling; pages go to the state DB at ``page_store``. A dry run keeps its log in a
-        temporary folder (removed at the end; a failure quotes its last lines) and writes nothing else."""
+        temporary folder (removed at the end; a failure quotes its last lines) and writes nothing else.
+        With ``scale.spiders`` > 1, that many processes share the crawl's Redis frontier."""
         cfg = load_crawl(crawl_path)
+        if cfg.scale.spiders > 1:
+            return self._start_shared(
+                cfg, crawl_path, run_id, page_store=page_store, mode=mode, dry_run=dry_run
+            )
+        return self._start_one(cfg, crawl_path, run_id, page_store=page_store, mode=mode, dry_run=dry_run)
+
+    def _start_shared(
+        self,
+        cfg: CrawlConfig,
+        crawl_path: Path,
+        run_id: str,
+        *,
+        page_store: str,
+        mode: CrawlMode,
+        dry_run: bool,
+    ) -> FrontierCrawl:
+        try:
+            url = frontier_url(cfg, self.environ)
+        except Exception as exc:
+            raise WebvecError(str(exc)) from None
+        try:
+            frontier = Frontier.connect(url, cfg.name, run_id, workers=cfg.scale.spiders)
+        except Exception as exc:  # the URL may hold a password: named by its variable only
+            raise WebvecError(
+                f"cannot reach the crawl frontier ({cfg.scale.frontier_url_env}): {type(exc).__name__}"
+            ) from None
+        frontier.clear()  # a fresh run id has nothing there; a reused one must not inherit a queue
+        runs: list[SpiderRun] = []
+        try:
+            for worker in range(cfg.scale.spiders):
+                runs.append(
+                    self._start_one(
+                        cfg,
+                        crawl_path,
+                        run_id,
+                        page_store=page_store,
+                        mode=mode,
+                        dry_run=dry_run,
+                        worker=worker,
+                    )
+                )
+        except BaseException:
+            for run in runs:
+                run.stop()
+            frontier.clear()
+            raise
+        return FrontierCrawl(runs, frontier)
+
+    def _start_one(
+        self,
+        cfg: CrawlConfig,
+        crawl_path: Path,
+        run_id: str,
+        *,
+        page_store: str,
+        mode: CrawlMode,
+        dry_run: bool,
+        worker: int | None = None,
+    ) -> SpiderRun:
         logs = Path(tempfile.mkdtemp(prefix="webvec-spider-")) if dry_run else webvec_home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        stats = logs / f"{run_id}.stats.json"
+        suffix = f"-{worker}" if worker else ""  # worker 0 keeps the single spider's file names
+        stats = logs / f"{run_id}.stats{suffix}.json"
         cmd = spider_command(
             crawl_path,
             run_id,
@@ -158,10 +234,120 @@ class SpiderCrawler:
             since=mode.since,
             dry_run=dry_run,
             parent_pid=os.getpid(),
+            worker=worker or 0,
+            workers=cfg.scale.spiders if worker is not None else 1,
         )
         # Only what the spider needs (no API keys). The page store's URL goes in the environment, not
         # on the command line, where `ps` would show a password it may hold.
         env = spider_env(self.environ, cfg)
         env[PAGE_STORE_ENV] = page_store
         timeout = spider_timeout_seconds(cfg.web)
-        return SpiderRun(cmd, env, logs / f"{run_id}.spider.log", stats, temp=dry_run, timeout=timeout)
+        log = logs / f"{run_id}.spider{suffix}.log"
+        return SpiderRun(cmd, env, log, stats, temp=dry_run, timeout=timeout)
+
+
+def merge_stats(stats: list[dict[str, Any]], *, workers: int, lost: int, drained: bool) -> dict[str, Any]:
+    """One stats dict for the processes of a shared frontier (those that wrote one): counters summed,
+    lists joined. ``complete`` only if every process that ended normally was complete and the
+    frontier was drained at the end (nothing queued, nothing in flight): a killed process's
+    requests were then all fetched by the others."""
+    merged: dict[str, Any] = {}
+    for one in stats:
+        for key, value in one.items():
+            if isinstance(value, bool):
+                merged[key] = merged.get(key, False) or value
+            elif isinstance(value, int | float):
+                merged[key] = merged.get(key, 0) + value
+            elif isinstance(value, list):
+                merged[key] = [*merged.get(key, []), *value]
+            elif isinstance(value, dict):
+                into = dict(merged.get(key, {}))
+                for name, count in value.items():
+                    into[name] = into.get(name, 0) + count
+                merged[key] = into
+            else:
+                merged.setdefault(key, value)
+    reasons = [one.get("finish_reason") for one in stats]
+    merged["finish_reason"] = next((r for r in reasons if r != "finished"), "finished" if reasons else None)
+    merged["complete"] = bool(stats) and drained and all(one.get("complete") for one in stats)
+    merged.update({"spiders": workers, "spiders_lost": lost, "frontier_drained": drained})
+    return merged
+
+
+class FrontierCrawl:
+    """The spider processes of one run sharing a Redis frontier (:class:`ingest.run.CrawlHandle`)."""
+
+    def __init__(self, runs: list[SpiderRun], frontier: Frontier) -> None:
+        self.runs = runs
+        self.frontier = frontier
+        self.log_path = runs[0].log_path
+        self._ended: set[int] = set()
+        self._cleared = False
+        self._seed_lost = False
+
+    def _watch(self) -> bool:
+        """Whether every process has ended; what a process that ended held goes back on the queue
+        (a killed one's requests in flight; a normal end leaves nothing there)."""
+        for worker, run in enumerate(self.runs):
+            if worker not in self._ended and run.finished():
+                self._ended.add(worker)
+                if worker == 0 and not self.frontier.is_seeded():
+                    # Worker 0 died before queuing every start URL: the others must not wait for it
+                    # forever, and the crawl cannot be complete.
+                    self._seed_lost = True
+                    self.frontier.mark_seeded()
+                requeued = self.frontier.requeue(worker)
+                self.frontier.release_leases(worker)
+                if requeued:
+                    logger.warning(
+                        "spider %d of %d ended with %d requests in flight: back on the shared queue",
+                        worker,
+                        len(self.runs),
+                        requeued,
+                    )
+        return len(self._ended) == len(self.runs)
+
+    def finished(self) -> bool:
+        """Whether every spider process has exited."""
+        return self._watch()
+
+    def result(self) -> CrawlStats:
+        """Wait for every process; their merged stats. A process that failed (killed, crashed) is
+        tolerated when others ended normally: the crawl is complete if they drained the frontier.
+        WebvecError when none ended normally."""
+        try:
+            while not self._watch():
+                time.sleep(0.2)
+            drained = self.frontier.drained()
+            results: list[CrawlStats] = []
+            failures: list[WebvecError] = []
+            for run in self.runs:
+                try:
+                    results.append(run.result())
+                except WebvecError as exc:
+                    failures.append(exc)
+            if not results:
+                raise failures[0]
+            for failure in failures:
+                logger.warning("a spider process of the shared frontier failed: %s", failure)
+        finally:
+            self._clear()
+        raw = merge_stats(
+            [r.raw for r in results], workers=len(self.runs), lost=len(failures), drained=drained
+        )
+        raw["seed_lost"] = self._seed_lost
+        complete = bool(raw["complete"]) and all(r.complete for r in results) and not self._seed_lost
+        return CrawlStats(complete=complete, seconds=max(r.seconds for r in results), raw=raw)
+
+    def stop(self) -> None:
+        """Stop every process and delete the run's frontier."""
+        try:
+            for run in self.runs:
+                run.stop()
+        finally:
+            self._clear()
+
+    def _clear(self) -> None:
+        if not self._cleared:
+            self._cleared = True
+            self.frontier.clear()

@@ -51,6 +51,7 @@ from ingest.config import CrawlConfig, SourceConfig, load_crawl
 from ingest.errors import ConfigError
 from ingest.render import BROWSER_ENV, renderer_problem
 from ingest.urls import is_http_url
+from spiders.frontier import Frontier, frontier_url
 
 # The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
 PAGE_STORE_ENV = "WEBVEC_PAGE_STORE_URL"
@@ -136,6 +137,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the run) dies")
     parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="spider processes sharing the crawl's Redis frontier (scale.spiders; default 1: no frontier)",
+    )
+    parser.add_argument(
+        "--worker", type=int, default=0, help="with --workers N: this process's number, 0 to N-1"
+    )
+    parser.add_argument(
         "--max-seconds",
         type=_positive_seconds,
         metavar="SECONDS",
@@ -145,7 +155,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.sitemaps or args.since) and not args.sitemap_only:
         parser.error("--sitemaps and --since need --sitemap-only")
+    if not 0 <= args.worker < args.workers:
+        parser.error(f"--worker must be between 0 and {args.workers - 1}")
     return args
+
+
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, not {text!r}")
+    return value
 
 
 def _day(text: str) -> date:
@@ -203,13 +225,16 @@ def spider_command(
     dry_run: bool = False,
     parent_pid: int | None = None,
     python: str | None = None,
+    worker: int = 0,
+    workers: int = 1,
 ) -> list[str]:
     """The command line that runs one crawl in a subprocess (``python -m spiders.run ...``).
 
     ``urls``, ``sitemap_only``, ``sitemaps`` and ``since`` choose the pages (see the module docstring).
     ``max_seconds`` sets ``--max-seconds``; without it the process applies
     :func:`hard_deadline_seconds` of the crawl itself. Run it with ``env=spider_env(os.environ, cfg)``
-    and ``timeout=spider_timeout_seconds(cfg.web, max_seconds)``.
+    and ``timeout=spider_timeout_seconds(cfg.web, max_seconds)``. ``workers`` > 1 makes it process
+    ``worker`` of that many sharing the crawl's Redis frontier (``scale.spiders``, :mod:`spiders.frontier`).
     """
     command = [python or sys.executable, "-m", "spiders.run", "--crawl", os.fspath(crawl_path)]
     command += ["--run-id", run_id, "--stats-file", os.fspath(stats_file)]
@@ -223,6 +248,8 @@ def spider_command(
         command.append("--dry-run")
     if parent_pid is not None:
         command += ["--parent-pid", str(parent_pid)]
+    if workers > 1:
+        command += ["--workers", str(workers), "--worker", str(worker)]
     # Lists last: each takes every argument after it.
     if sitemaps:
         command += ["--sitemaps", *sitemaps]
@@ -234,8 +261,9 @@ def spider_command(
 def spider_env(environ: Mapping[str, str], crawl: CrawlConfig | None = None) -> dict[str, str]:
     """The environment for the spider subprocess: ``environ`` filtered to what the spider needs.
 
-    Kept: ``SPIDER_ENV_NAMES``, ``LC_*`` and ``PG*`` (libpq), and, given the crawl, the variable its
-    ``state.url_env`` names and, with ``source.use_env_proxy``, the proxy variables. Everything else
+    Kept: ``SPIDER_ENV_NAMES``, ``LC_*`` and ``PG*`` (libpq), and, given the crawl, the variables its
+    ``state.url_env`` and ``scale.frontier_url_env`` name and, with ``source.use_env_proxy``, the proxy
+    variables. Everything else
     (OPENAI_API_KEY, PINECONE_API_KEY, cloud credentials, tokens) stays out of a process that parses
     untrusted web content.
     """
@@ -243,6 +271,8 @@ def spider_env(environ: Mapping[str, str], crawl: CrawlConfig | None = None) -> 
     if crawl is not None:
         if crawl.state.url_env:
             keep.add(crawl.state.url_env)
+        if crawl.scale.frontier_url_env:
+            keep.add(crawl.scale.frontier_url_env)
         if crawl.web.use_env_proxy:
             keep |= PROXY_ENV_NAMES
     return {
@@ -314,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_problem = renderer_problem(cfg.web)
         if render_problem is not None:
             raise ConfigError(f"{args.crawl}: source.render: {render_problem}")
+        redis_url = frontier_url(cfg) if args.workers > 1 else None
     except ConfigError as exc:
         print(" ".join(str(exc).split()), file=sys.stderr)
         return 2
@@ -333,6 +364,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(f"cannot open the state DB {_redacted(state_url)}: {type(exc).__name__}", file=sys.stderr)
         return 1
+    frontier = None
+    if redis_url is not None:
+        try:
+            frontier = Frontier.connect(redis_url, cfg.name, args.run_id, args.worker, args.workers)
+        except Exception as exc:
+            # The URL may hold a password: named by its variable, never printed.
+            print(
+                f"cannot reach the crawl frontier ({cfg.scale.frontier_url_env}): {type(exc).__name__}",
+                file=sys.stderr,
+            )
+            return 1
 
     settings = Settings()
     settings.setmodule("spiders.settings", priority="project")
@@ -349,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state=state or page_store,
         page_store=page_store,
         dry_run=args.dry_run,
+        frontier=frontier,
     )
     deadline = args.max_seconds if args.max_seconds is not None else hard_deadline_seconds(cfg.web)
     watchdog = _start_watchdog(deadline, crawler, cfg, args)

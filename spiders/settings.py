@@ -121,3 +121,28 @@ def settings_for(source: SourceConfig) -> dict[str, Any]:
         # (finish_reason "closespider_timeout", so the crawl is reported as not complete).
         "CLOSESPIDER_TIMEOUT": source.max_duration.total_seconds(),
     }
+
+
+def frontier_settings(source: SourceConfig) -> dict[str, Any]:
+    """The settings a spider process of a shared frontier (``scale.spiders`` > 1) adds to
+    :func:`settings_for`: scrapy-redis's queue on Redis (:mod:`spiders.scheduler`) and crawl-wide
+    politeness (:mod:`spiders.politeness`) in place of the process's own delays."""
+    return {
+        "SCHEDULER": "spiders.scheduler.FrontierScheduler",
+        "SCHEDULER_PERSIST": True,
+        # A process takes off the shared queue only what it can start soon: with Scrapy's 16 it would
+        # hoard requests that wait for a host lease while the other processes idle, and a killed
+        # process would have more to give back. One slot per host lease (16 at most).
+        "CONCURRENT_REQUESTS": max(1, min(16, source.concurrency * len(source.domains))),
+        # The crawl-wide delay is taken in SharedPolitenessMiddleware; a local delay on top would shift
+        # requests towards another process's and shrink the spacing between them (see that module).
+        "WEBVEC_SHARED_DELAY": source.download_delay,
+        "DOWNLOAD_DELAY": 0.0,
+        "RANDOMIZE_DOWNLOAD_DELAY": False,
+        "AUTOTHROTTLE_ENABLED": False,
+        "DOWNLOADER_MIDDLEWARES": {
+            **DOWNLOADER_MIDDLEWARES,
+            # Last before the download handler: every request, robots.txt and sitemaps included.
+            "spiders.politeness.SharedPolitenessMiddleware": 990,
+        },
+    }

@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DownloadCancelledError, IgnoreRequest, StopDownload
+from scrapy.exceptions import DontCloseSpider, DownloadCancelledError, IgnoreRequest, StopDownload
 from scrapy.http import HtmlResponse, Response, TextResponse
 from scrapy.linkextractors import IGNORED_EXTENSIONS, LinkExtractor
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -75,10 +75,11 @@ from ingest.model import SkipKind
 from ingest.render import looks_like_app_shell
 from ingest.state import FetchedPage, StateDB
 from ingest.urls import NetworkPolicy, canonicalize_url, host_of, is_http_url, on_allowed_domains
+from spiders.frontier import FRONTIER_ID, Frontier
 from spiders.middlewares import RequestRefused
 from spiders.render import RENDERED, BrowserRequestGuard, render_failure, render_meta, render_settings
 from spiders.retry import GAVE_UP, attempts_note, failure_cause
-from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, settings_for
+from spiders.settings import WEBVEC_MAX_SITEMAPS, WEBVEC_SITEMAP_MAXSIZE, frontier_settings, settings_for
 from spiders.sitemaps import SitemapEntry, iter_sitemap, modified_before, open_sitemap_body, parse_lastmod
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,15 @@ class ConfigSpider(Spider):
     URLs the sitemaps list, follow nothing: ``sitemaps`` read these instead of the configured ones,
     ``since`` only entries with a ``<lastmod>`` on or after that day; ``state`` an open StateDB to
     reuse; ``page_store`` the StateDB fetched pages go to (default: ``state``); ``dry_run`` writes no
-    link cache.
+    link cache; ``frontier`` the run's shared Redis frontier when several processes crawl together
+    (``scale.spiders`` > 1, see :mod:`spiders.frontier`).
+
+    With a frontier, the queue and the fingerprints are shared (:mod:`spiders.scheduler`), and so are
+    the ``max_pages`` budget, the stored final URLs and per-host politeness (:mod:`spiders.politeness`);
+    only the first process (worker 0) yields the start URLs and reads the sitemaps, the others take
+    their work from the queue; and a process whose engine is idle stays open until the whole crawl is
+    (:meth:`Frontier.drained <spiders.frontier.Frontier.drained>`). Each callback and errback tells the
+    frontier when its request is finished (:meth:`frontier_done`).
     """
 
     name = "config"
@@ -196,9 +205,11 @@ class ConfigSpider(Spider):
         state: StateDB | None = None,
         page_store: StateDB | None = None,
         dry_run: bool = False,
+        frontier: Frontier | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.frontier = frontier
         self.cfg = crawl if isinstance(crawl, CrawlConfig) else load_crawl(crawl)
         self.run_id = run_id
         self.backfill_urls = list(dict.fromkeys(canonicalize_url(u) for u in _as_list(urls)))
@@ -274,6 +285,9 @@ class ConfigSpider(Spider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = settings_for(spider.cfg.web)
         settings.update(render_settings(spider.cfg.web, spider.render_guard))
+        if spider.frontier is not None:
+            settings.update(frontier_settings(spider.cfg.web))
+            crawler.signals.connect(spider._on_idle, signal=signals.spider_idle)
         crawler.settings.setdict(settings, priority="spider")
         crawler.signals.connect(spider._on_headers, signal=signals.headers_received)
         crawler.signals.connect(spider._on_bytes, signal=signals.bytes_received)
@@ -306,11 +320,18 @@ class ConfigSpider(Spider):
         ``max_pages`` budget plus ``source.concurrency``. A page that fails or is filtered frees its
         slot and the feed refills; once the budget is spent the spider closes and the rest of the
         sitemap is never read. Sitemap files themselves are downloaded one ahead of the feed.
+        With a shared frontier only worker 0 does this; the others start from the shared queue.
         """
-        for request in self.start_requests_sync():
-            yield request
-        async for item in self._sitemap_feed():
-            yield item
+        if self.frontier is not None and self.frontier.worker != 0:
+            return
+        try:
+            for request in self.start_requests_sync():
+                yield request
+            async for item in self._sitemap_feed():
+                yield item
+        finally:
+            if self.frontier is not None:  # the others may now take an empty queue for the end
+                self.frontier.mark_seeded()
 
     def start_requests_sync(self) -> Iterator[Request]:
         """The start URLs (or the backfill URLs) as a plain iterator; queues the configured sitemaps."""
@@ -361,6 +382,16 @@ class ConfigSpider(Spider):
         self._wake()
 
     def _feed_has_room(self) -> bool:
+        if self.frontier is not None:
+            # Other processes answer most of the feed's requests (and never settle them here): the
+            # feed keeps the shared queue stocked instead, one request per lease of the whole crawl,
+            # within the crawl's max_pages budget.
+            frontier = self.frontier
+            if frontier.pages_claimed() >= self.cfg.web.max_pages:
+                return False
+            if frontier.queue_length() >= self.cfg.web.concurrency * frontier.workers:
+                return False
+            return not self.crawler.engine.needs_backout()
         remaining = self.cfg.web.max_pages - self._pages
         if self._sitemap_outstanding >= remaining + self.cfg.web.concurrency:
             return False
@@ -542,7 +573,7 @@ class ConfigSpider(Spider):
             return  # a retry of an admitted redirect, or a redirect back to the URL itself
         if not self.allowed_host(host_of(target)):
             raise RequestRefused("offsite", f"redirected off the allowed domains to {target}")
-        if target in self._seen:
+        if target in self._seen or (self.frontier is not None and self._shared_seen(target)):
             raise RequestRefused("duplicate", f"duplicate: redirects to {target}, crawled on its own")
         self._seen.add(target)
         request.meta[ADMITTED] = target
@@ -605,6 +636,12 @@ class ConfigSpider(Spider):
     # -- responses ----------------------------------------------------------------------------
     def parse_page(self, response: Response) -> Iterator[Request | FetchedPage]:
         """Turn one page response into a FetchedPage row and the requests for its links."""
+        try:
+            yield from self._parse_page(response)
+        finally:  # its rows and links are handed on: the request is finished
+            self.frontier_done(response.meta)
+
+    def _parse_page(self, response: Response) -> Iterator[Request | FetchedPage]:
         self._settle(response.meta)
         url: str = response.meta[URL]
         depth: int = response.meta[DEPTH]
@@ -638,7 +675,8 @@ class ConfigSpider(Spider):
             if links is None:
                 # Without its links the crawl would stop here: fetch the page again, unconditionally.
                 self.counts["refetched"] += 1
-                yield self._page_request(url, depth, conditional=False)
+                # dont_filter: the URL's fingerprint is in the (shared) set since its first request.
+                yield self._page_request(url, depth, conditional=False).replace(dont_filter=True)
                 return
             row.etag = etag or known_etag
             row.last_modified = last_modified or known_last_modified
@@ -748,6 +786,8 @@ class ConfigSpider(Spider):
 
     def _keep(self, row: FetchedPage, category: str) -> bool:
         """Claim a page slot for a 200/304 row; sets skip_reason on a duplicate final URL."""
+        if self.frontier is not None:
+            return self._keep_shared(row, category, self.frontier)
         if row.final_url in self._finals:
             self.counts["duplicates"] += 1
             row.skip_reason = f"duplicate: {row.final_url} is already stored in this run"
@@ -760,6 +800,26 @@ class ConfigSpider(Spider):
         self._pages += 1
         self.counts[category] += 1
         if self._pages >= self.cfg.web.max_pages:
+            self._reach_limit()
+        return True
+
+    def _keep_shared(self, row: FetchedPage, category: str, frontier: Frontier) -> bool:
+        """:meth:`_keep` against the whole crawl's final URLs and max_pages budget."""
+        if row.final_url in self._finals or not frontier.claim_final(row.final_url):
+            self.counts["duplicates"] += 1
+            row.skip_reason = f"duplicate: {row.final_url} is already stored in this run"
+            row.skip_kind = SkipKind.DUPLICATE
+            return False
+        self._finals.add(row.final_url)
+        claimed = frontier.claim_page()
+        if claimed > self.cfg.web.max_pages:
+            self.counts["over_limit"] += 1  # another process spent the budget first
+            if not self.limit_reached:
+                self._reach_limit()
+            return False
+        self._pages += 1
+        self.counts[category] += 1
+        if claimed >= self.cfg.web.max_pages:
             self._reach_limit()
         return True
 
@@ -778,6 +838,20 @@ class ConfigSpider(Spider):
     def on_page_error(self, failure: Failure) -> Iterator[FetchedPage | Request]:
         """Record a page request that produced no usable response as a skipped row."""
         request: Request = failure.request  # type: ignore[attr-defined]
+        try:
+            yield from self._page_error(failure, request)
+        finally:
+            if failure.value is None or not self._cancelled(request, failure.value):
+                self.frontier_done(request.meta)
+
+    def _cancelled(self, request: Request, exc: BaseException) -> bool:
+        """Whether a download was cancelled by the spider's closing (not for its size): with a shared
+        frontier it stays in flight, and goes back on the queue for the other processes."""
+        return isinstance(exc, DownloadCancelledError | CancelledError) and not (
+            "max size" in str(exc) or request.meta.get(RECEIVED, 0) > self.cfg.web.max_page_bytes
+        )
+
+    def _page_error(self, failure: Failure, request: Request) -> Iterator[FetchedPage | Request]:
         self._settle(request.meta)
         exc = failure.value
         url = request.meta.get(URL) or canonicalize_url(request.url)
@@ -843,6 +917,12 @@ class ConfigSpider(Spider):
     # -- sitemaps -----------------------------------------------------------------------------
     def parse_sitemap(self, response: Response) -> None:
         """Read a robots.txt (its Sitemap: lines), a sitemap index or a urlset into the feed."""
+        try:
+            self._parse_sitemap(response)
+        finally:
+            self.frontier_done(response.meta)
+
+    def _parse_sitemap(self, response: Response) -> None:
         self._settle(response.meta)
         asked = _asked_url(response.meta, response.url)  # failures name the URL the user or a file gave
         if response.status != 200:  # 404 and 410 reach the callback too (handle_httpstatus_list)
@@ -874,6 +954,13 @@ class ConfigSpider(Spider):
     def on_sitemap_error(self, failure: Failure) -> None:
         """A sitemap that cannot be read: pages only it lists are missed, so the crawl is incomplete."""
         request: Request = failure.request  # type: ignore[attr-defined]
+        try:
+            self._sitemap_error(failure, request)
+        finally:
+            if failure.value is None or not self._cancelled(request, failure.value):
+                self.frontier_done(request.meta)
+
+    def _sitemap_error(self, failure: Failure, request: Request) -> None:
         self._settle(request.meta)
         exc = failure.value
         maxsize = request.meta["download_maxsize"]
@@ -892,6 +979,40 @@ class ConfigSpider(Spider):
         else:
             reason = f"{failure_cause(exc)}{attempts_note(request)}"
         self._sitemap_failure(_asked_url(request.meta, request.url), reason)
+
+    # -- shared frontier --------------------------------------------------------------------------
+    def frontier_done(self, meta: dict[str, Any]) -> None:
+        """Tell the shared frontier that the request of ``meta`` is finished (no-op without one)."""
+        token = meta.pop(FRONTIER_ID, None)
+        if self.frontier is not None and token is not None:
+            self.frontier.done(token)
+
+    def _shared_seen(self, url: str) -> bool:
+        """Whether ``url`` was scheduled by any process of the crawl (and mark it scheduled)."""
+        from spiders.scheduler import FrontierDupeFilter
+
+        assert self.frontier is not None
+        dupefilter = FrontierDupeFilter(self.frontier.client, self.frontier.keys.dupefilter)
+        return bool(dupefilter.request_seen(Request(url)))
+
+    def _on_idle(self) -> None:
+        """Scrapy's spider_idle with a shared frontier: this process has nothing to do, but it stays
+        open (DontCloseSpider) while other processes have requests in flight, whose pages may link to
+        more. It closes when the queue is empty and nothing is in flight anywhere, or the crawl's
+        max_pages budget is spent."""
+        frontier = self.frontier
+        if frontier is None or self.limit_reached:
+            return
+        # Idle: every request this process took has been answered; an entry left in its in-flight
+        # hash (a callback that never ran) would keep every process waiting forever.
+        stale = frontier.forget_inflight()
+        if stale:
+            logger.warning("frontier: %d requests of this process never finished; forgotten", stale)
+        if frontier.pages_claimed() >= self.cfg.web.max_pages:
+            self.limit_reached = True
+            return
+        if not frontier.drained():
+            raise DontCloseSpider
 
     # -- end ----------------------------------------------------------------------------------
     def note_store_error(self) -> None:
