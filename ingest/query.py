@@ -2,7 +2,9 @@
 
 Three modes: ``dense`` (the store's nearest vectors to the embedded question), ``lexical`` (the
 ledger's full-text index, BM25: :mod:`ingest.state.lexical`) and ``hybrid`` (both, fused by
-reciprocal rank: a passage ranked well by either comes up, one ranked well by both comes first).
+reciprocal rank: a passage ranked well by either comes up, one ranked well by both comes first). In
+a store whose records carry BM25 sparse values (Pinecone with ``store.sparse``), hybrid is one
+sparse-dense query instead, weighted by ``search.dense_weight`` (:mod:`ingest.sparse`).
 Results are distinct passages: at most ``search.max_per_page`` hits of one page in the top k, so
 near-identical chunks of one page do not push every other page out.
 """
@@ -14,6 +16,7 @@ from typing import Any, Literal, get_args
 
 from ingest.config import CrawlConfig
 from ingest.errors import ConfigError, NothingIngestedError
+from ingest.sparse import encode_query, terms
 from ingest.state import LexicalHit, StateDB
 from ingest.stores import QueryHit
 
@@ -159,6 +162,12 @@ def search(
                     "revert it"
                 )
             vector = env.embedder.embed([text])[0]  # the question bare: it has no title or headings
+            scheme = getattr(env.store, "sparse", None)
+            if mode == "hybrid" and scheme and db.has_lexical:
+                documents, frequencies = db.document_frequencies(cfg.name, terms(text))
+                query = encode_query(text, frequencies, documents)
+                hits = env.store.hybrid_query(vector, query, n, filter, cfg.search.dense_weight)  # type: ignore[attr-defined]
+                return distinct_pages([_dense_hit(h) for h in hits], k, per_page)
             dense = [_dense_hit(h) for h in env.store.query(vector, n, filter)]
         if mode != "dense":
             found = [_lexical_hit(h) for h in db.lexical_search(cfg.name, text, n)]

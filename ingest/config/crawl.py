@@ -164,6 +164,14 @@ class SearchConfig(_Strict):
     max_per_page: int = Field(
         1, ge=1, le=1000, description="Results from one page in the top k, at most (distinct passages)."
     )
+    # Above 0: Pinecone refuses a query whose dense part is all zeros.
+    dense_weight: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Hybrid search in a store with sparse vectors (store.sparse): the dense part's weight, "
+        "the sparse part's being 1 minus it (over 0, at most 1).",
+    )
 
 
 class ScaleConfig(_Strict):

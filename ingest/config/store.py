@@ -80,6 +80,11 @@ class PineconeStoreConfig(_Strict):
     metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
         "cosine", description="Similarity metric of a new index."
     )
+    sparse: Literal["bm25-v1"] | None = Field(
+        None,
+        description="bm25-v1: every record also gets BM25 sparse values, and hybrid search is one "
+        "sparse-dense query (needs metric dotproduct); unset: dense only, hybrid fuses the ledger's index.",
+    )
     host: str | None = Field(
         None,
         description="Another server speaking Pinecone's API, e.g. http://localhost:5080 (Pinecone Local).",
@@ -109,6 +114,15 @@ class PineconeStoreConfig(_Strict):
     @classmethod
     def _host(cls, url: str | None) -> str | None:
         return None if url is None else _check_http_url(url)
+
+    @model_validator(mode="after")
+    def _sparse_needs_dotproduct(self) -> PineconeStoreConfig:
+        # Pinecone queries sparse-dense records only in dotproduct indexes (docs: Limits).
+        if self.sparse is not None and self.metric != "dotproduct":
+            raise ValueError(
+                f"sparse {self.sparse} needs metric: dotproduct (Pinecone's rule for sparse-dense)"
+            )
+        return self
 
 
 class PgvectorStoreConfig(_Strict):

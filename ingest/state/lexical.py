@@ -203,3 +203,31 @@ class LexicalMixin:
             LexicalHit(r.chunk_id, r.url, r.title or "", r.heading_path or "", r.text, float(r.score))
             for r in rows
         ]
+
+    def document_frequencies(self, crawl: str, words: list[str]) -> tuple[int, dict[str, int]]:
+        """How many of the crawl's live chunks there are, and how many hold each of ``words`` (as the
+        lexical index matches them: stemmed), for the IDF of sparse queries (:mod:`ingest.sparse`)."""
+        dialect = self.engine.dialect.name
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.text("SELECT count(*) FROM chunks WHERE crawl = :crawl AND NOT dropped"), {"crawl": crawl}
+            ).scalar_one()
+            if dialect == "sqlite":
+                sql = (
+                    "SELECT count(*) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                    "WHERE chunks_fts MATCH :match AND c.crawl = :crawl AND NOT c.dropped"
+                )
+            elif dialect == "postgresql":
+                sql = (
+                    "SELECT count(*) FROM chunks c WHERE c.tsv @@ to_tsquery('english', :match) "
+                    "AND c.crawl = :crawl AND NOT c.dropped"
+                )
+            else:
+                return int(total), {}
+            found: dict[str, int] = {}
+            for word in dict.fromkeys(words):
+                if not re.fullmatch(r"\w+", word):
+                    continue  # nothing the full-text syntax could misread
+                match = f'"{word}"' if dialect == "sqlite" else word
+                found[word] = int(conn.execute(sa.text(sql), {"match": match, "crawl": crawl}).scalar_one())
+        return int(total), found

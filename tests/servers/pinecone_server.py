@@ -55,6 +55,7 @@ try:
         QueryResponse,
         UpsertResponse,
     )
+    from pinecone.models.vectors.sparse import SparseValues
     from pinecone.models.vectors.usage import Usage
     from pinecone.models.vectors.vector import ScoredVector, Vector
 except ImportError as exc:  # pragma: no cover
@@ -68,6 +69,8 @@ MAX_ID_LENGTH = 512  # record ids are 1-512 characters
 MAX_DIMENSION = 20_000  # dense vectors
 MAX_IDS_PER_REQUEST = 1000  # fetch and delete by id
 MAX_TOP_K = 10_000
+MAX_SPARSE_NONZERO = 1000  # "Sparse vectors can contain no more than 1000 non-zero values"
+MAX_SPARSE_INDEX = 2**32 - 1  # indices are uint32
 LIST_LIMIT_MAX = 100  # ids per list page (also the default)
 DEFAULT_API_KEY = "pc-test-key"
 
@@ -131,6 +134,8 @@ class _Index:
     not_ready_left: int = 0
     # namespace -> id -> (values, metadata)
     namespaces: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = field(default_factory=dict)
+    # namespace -> id -> sparse values (index -> value), for records upserted with them
+    sparse: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
 
 def _encode(model: Any, drop: tuple[str, ...] = ()) -> bytes:
@@ -226,6 +231,27 @@ def _check_metadata(vid: str, meta: dict[str, Any], limit: int) -> None:
                 f"Metadata value must be a string, number, boolean or list of strings, "
                 f"got {value!r} for field '{key}' of vector '{vid}'",
             )
+
+
+def _check_sparse(vid: str, sparse: Any) -> dict[int, float]:
+    """Sparse values as index → value, checked as Pinecone checks them (uint32 indices, one value
+    each, no repeats, finite, at most MAX_SPARSE_NONZERO); empty when there are none."""
+    if sparse is None:
+        return {}
+    indices, values = list(sparse.indices), list(sparse.values)
+    if len(indices) != len(values):
+        raise ApiFailure(400, f"Sparse vector of {vid}: indices and values have different lengths")
+    if not indices:
+        raise ApiFailure(400, f"Sparse vector of {vid} must contain at least one value")
+    if len(indices) > MAX_SPARSE_NONZERO:
+        raise ApiFailure(
+            400, f"Sparse vector of {vid} has {len(indices)} non-zero values, over {MAX_SPARSE_NONZERO}"
+        )
+    if len(set(indices)) != len(indices):
+        raise ApiFailure(400, f"Sparse vector of {vid} has duplicate indices")
+    if any(not 0 <= i <= MAX_SPARSE_INDEX for i in indices) or not np.isfinite(values).all():
+        raise ApiFailure(400, f"Sparse vector of {vid}: indices must be uint32 and values finite")
+    return dict(zip(indices, (float(v) for v in values), strict=True))
 
 
 class PineconeTestServer:
@@ -352,6 +378,11 @@ class PineconeTestServer:
         with self._lock:
             ns = self._indexes[index].namespaces.get(namespace, {})
             return {vid: (vals.tolist(), dict(meta)) for vid, (vals, meta) in ns.items()}
+
+    def sparse_of(self, index: str, namespace: str) -> dict[str, dict[int, float]]:
+        """The sparse values of the records of one namespace that have them."""
+        with self._lock:
+            return {vid: dict(s) for vid, s in self._indexes[index].sparse.get(namespace, {}).items()}
 
     def index_names(self) -> list[str]:
         """Names of the indexes that exist."""
@@ -562,6 +593,7 @@ class PineconeTestServer:
         with self._lock:
             idx = self._index(index)
             rows: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+            sparse_rows: dict[str, dict[int, float]] = {}
             for v in vectors:
                 if not 1 <= len(v.id) <= self.max_id_length:
                     raise ApiFailure(
@@ -579,9 +611,15 @@ class PineconeTestServer:
                 meta = dict(v.metadata or {})
                 _check_metadata(v.id, meta, self.max_metadata_bytes)
                 rows.append((v.id, values, meta))
+                sparse_rows[v.id] = _check_sparse(v.id, v.sparse_values)
             ns = idx.namespaces.setdefault(namespace, {})
+            sparse_ns = idx.sparse.setdefault(namespace, {})
             for vid, values, meta in rows:
                 ns[vid] = (values, meta)
+                if sparse_rows[vid]:
+                    sparse_ns[vid] = sparse_rows[vid]
+                else:
+                    sparse_ns.pop(vid, None)
         return self._ok(_encode(UpsertResponse(upserted_count=len(rows)), _UPSERT_SDK_FIELDS))
 
     async def _query(self, *, index: str, body: bytes, **_: Any) -> Response:
@@ -610,6 +648,20 @@ class PineconeTestServer:
                 )
             items = [(vid, vals, meta) for vid, (vals, meta) in ns.items() if not flt or _matches(meta, flt)]
             metric = idx.metric
+            sparse_query = raw.get("sparseVector")
+            if sparse_query is not None:
+                if metric != "dotproduct":
+                    raise ApiFailure(
+                        400, "Cannot query index with sparse values: the index's metric is not dotproduct"
+                    )
+                q_sparse = _check_sparse("query", msgspec.convert(sparse_query, SparseValues))
+                stored = idx.sparse.get(namespace, {})
+                sparse_scores = np.array(
+                    [
+                        sum(w * stored.get(vid, {}).get(i, 0.0) for i, w in q_sparse.items())
+                        for vid, _, _ in items
+                    ]
+                )
         if not items:
             matches: list[ScoredVector] = []
         else:
@@ -621,6 +673,8 @@ class PineconeTestServer:
                 order = np.argsort(-scores, kind="stable")
             elif metric == "dotproduct":
                 scores = matrix @ q
+                if sparse_query is not None:  # sparse-dense: the two dot products add up
+                    scores = scores + sparse_scores
                 order = np.argsort(-scores, kind="stable")
             else:  # euclidean: Pinecone returns the squared distance, closest (lowest) first
                 scores = ((matrix - q) ** 2).sum(axis=1)

@@ -22,6 +22,7 @@ from ingest.errors import (
     TransientError,
     WebvecError,
 )
+from ingest.sparse import SparseVector, encode_document
 from ingest.stores.base import QueryHit, VectorRecord
 from ingest.stores.pinecone.sdk import disable_sdk_retries, map_error, sdk, sdk_orjson
 from ingest.stores.pinecone.wire import (
@@ -244,8 +245,21 @@ class PineconeStore:
         index: Any = self._data()  # required: never None
         orjson = sdk_orjson()
         unique = list({r.id: r for r in records}.values())
+        scheme = self.cfg.sparse
         sized = [
-            wire_record(r, orjson, dimension=self._dimension, index_name=self.index_name) for r in unique
+            wire_record(
+                r,
+                orjson,
+                dimension=self._dimension,
+                index_name=self.index_name,
+                # What the ledger's lexical index reads of a chunk: its heading path and its text.
+                sparse=encode_document(
+                    f"{r.metadata.get('heading', '')} {r.metadata.get('text', '')}", scheme
+                ).as_dict()
+                if scheme
+                else None,
+            )
+            for r in unique
         ]
         batches = pack(sized, self.namespace, orjson)
         log.debug("upserting %d records to %s in %d requests", len(unique), self.target, len(batches))
@@ -330,8 +344,34 @@ class PineconeStore:
             if not token:
                 return ids
 
+    @property
+    def sparse(self) -> str | None:
+        """The sparse scheme its records carry (``store.sparse``), if any: hybrid search is then one
+        sparse-dense query (:meth:`hybrid_query`)."""
+        return self.cfg.sparse
+
+    def hybrid_query(
+        self,
+        vector: np.ndarray,
+        sparse: SparseVector,
+        k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        dense_weight: float = 0.5,
+    ) -> list[QueryHit]:
+        """One sparse-dense query: Pinecone scores ``dense·q_d + sparse·q_s``, so the two parts are
+        weighted by scaling the query's (``dense_weight`` and ``1 - dense_weight``, Pinecone's convex
+        combination); both parts are unit vectors, so each side's score is a cosine."""
+        if not sparse.indices:  # no word to match: the dense part alone
+            return self.query(vector, k, filter)
+        weighted = SparseVector(sparse.indices, [v * (1 - dense_weight) for v in sparse.values])
+        return self.query(np.asarray(vector, dtype=np.float64) * dense_weight, k, filter, weighted)
+
     def query(
-        self, vector: np.ndarray, k: int = 5, filter: Mapping[str, Any] | None = None
+        self,
+        vector: np.ndarray,
+        k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        sparse: SparseVector | None = None,
     ) -> list[QueryHit]:
         """The ``k`` nearest records with their metadata, closest first.
 
@@ -353,6 +393,7 @@ class PineconeStore:
             "query",
             lambda: index.query(
                 vector=values.tolist(),
+                sparse_vector=sparse.as_dict() if sparse is not None else None,
                 top_k=min(k, MAX_TOP_K),
                 namespace=self.namespace,
                 filter=pinecone_filter,

@@ -53,10 +53,16 @@ def index_name_for(name: str) -> str:
 
 
 def wire_record(
-    record: VectorRecord, orjson: Any, *, dimension: int | None, index_name: str
+    record: VectorRecord,
+    orjson: Any,
+    *,
+    dimension: int | None,
+    index_name: str,
+    sparse: Mapping[str, list[int] | list[float]] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The record as the SDK sends it, and its JSON size in bytes; its vector must have ``dimension``
-    values (that of index ``index_name``) when that is known."""
+    values (that of index ``index_name``) when that is known. ``sparse``: its sparse values
+    (``{"indices", "values"}``), left out when empty (Pinecone refuses an empty sparse vector)."""
     if not record.id or len(record.id) > MAX_ID_LENGTH:
         raise PermanentError(f"record id {record.id[:80]!r}: Pinecone ids are 1-{MAX_ID_LENGTH} characters")
     vector = np.asarray(record.vector)
@@ -75,6 +81,8 @@ def wire_record(
             "(dense vectors need a non-zero value)"
         )
     item: dict[str, Any] = {"id": record.id, "values": vector.tolist()}
+    if sparse and sparse["indices"]:
+        item["sparse_values"] = dict(sparse)
     metadata = wire_metadata(record, orjson)
     if metadata:
         item["metadata"] = metadata
