@@ -16,6 +16,12 @@ Two ways to reach the cluster, one unit of work (:func:`run_batch`):
   is the Prefect task ``batch`` (:func:`task_runner`, :class:`PrefectShipper`);
 - without one (``webvec run`` on a laptop), a plain :class:`distributed.Client` (:func:`dask_shipper`).
 
+Rate limits (:mod:`ingest.vendor.limits`): each worker's embedder keeps its share of the crawl's
+requests/tokens-per-minute caps, so that N workers together never exceed them. With a Redis
+(``scale.limits_url_env``, else ``scale.frontier_url_env``) the workers share one token bucket there;
+without one, each keeps ``cap // N``, N being the workers at the run's start (:func:`cluster_workers`),
+shipped with every batch (``workers``) since a worker cannot know how many others there are.
+
 A worker that dies mid-batch: the scheduler runs the batch again on another worker (up to
 ``distributed.scheduler.allowed-failures`` deaths); the store's upserts are idempotent, and texts the
 dead worker had embedded come out of the ledger's embedding cache. When every try dies, the run fails
@@ -35,7 +41,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ingest.config import CrawlConfig, SourceConfig
-from ingest.env import RunEnv, make_env
+from ingest.env import RunEnv, make_env, shared_limits
 from ingest.errors import ConfigError, WebvecError
 from ingest.extract_pool import Extractor
 from ingest.formats import DocumentLimits
@@ -49,7 +55,7 @@ IN_PROCESS_EXTRACTION = (
     "DASK_DISTRIBUTED__WORKER__DAEMON=False (or --no-nanny) so that they may start extraction processes"
 )
 
-_envs: dict[tuple[str, int], RunEnv] = {}
+_envs: dict[tuple[str, int, int], RunEnv] = {}
 _envs_lock = threading.Lock()
 
 
@@ -65,21 +71,29 @@ def _worker_extractor(cfg: CrawlConfig) -> Extractor | None:
     )
 
 
-def worker_env(cfg: CrawlConfig, version: int) -> RunEnv:
+def worker_env(cfg: CrawlConfig, version: int, workers: int = 1) -> RunEnv:
     """This worker process's environment for a crawl's version, built on its first batch and kept:
-    the embedder's client (or model), the store's client and the ledger's pool are made once."""
-    key = (cfg.model_dump_json(), version)
+    the embedder's client (or model), the store's client and the ledger's pool are made once. Its
+    embedder keeps this worker's share of the crawl's rate limits (``workers``: the cluster's workers
+    at the run's start, for the split without Redis)."""
+    key = (cfg.model_dump_json(), version, workers)
     with _envs_lock:  # a worker with several threads takes batches of one crawl at the same time
         env = _envs.get(key)
         if env is None:
-            env = _envs[key] = make_env(cfg, version=version, extractor=_worker_extractor(cfg))
+            env = _envs[key] = make_env(
+                cfg,
+                version=version,
+                extractor=_worker_extractor(cfg),
+                limits=shared_limits(cfg, workers),
+            )
         return env
 
 
-def run_batch(cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> BatchOutcome:
+def run_batch(cfg: CrawlConfig, version: int, run_id: str, seqs: list[int], workers: int = 1) -> BatchOutcome:
     """One shipped batch on a worker: read the pages ``seqs`` of run ``run_id`` from the shared page
-    store, take them through stages 2–7 (the ledger commit included), return the outcome."""
-    env = worker_env(cfg, version)
+    store, take them through stages 2–7 (the ledger commit included), return the outcome. ``workers``:
+    how many workers share the crawl's rate limits when they are split (no Redis)."""
+    env = worker_env(cfg, version, workers)
     pages = env.db.fetched_by_seq(run_id, seqs)
     if len(pages) != len(seqs):
         raise WebvecError(
@@ -93,11 +107,13 @@ def run_batch(cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> B
 
 
 @task(name="batch", cache_policy=NO_CACHE, retries=0)
-def batch_task(cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> BatchOutcome:
+def batch_task(
+    cfg: CrawlConfig, version: int, run_id: str, seqs: list[int], workers: int = 1
+) -> BatchOutcome:
     """:func:`run_batch` as a Prefect task: a task run per batch (64 pages), on a Dask worker.
     No retries: a dead worker's batch is run again by the Dask scheduler, and the adapters retry
     transient errors within their own budget."""
-    return run_batch(cfg, version, run_id, seqs)
+    return run_batch(cfg, version, run_id, seqs, workers)
 
 
 def scheduler_address(cfg: CrawlConfig) -> str | None:
@@ -111,6 +127,21 @@ def scheduler_address(cfg: CrawlConfig) -> str | None:
             f"scale.dask_address_env: {name} is not set (export {name}=tcp://scheduler-host:8786)"
         )
     return address
+
+
+def cluster_workers(cfg: CrawlConfig) -> int:
+    """The workers among which the crawl's rate limits are split when no Redis holds them:
+    ``scale.dask_workers`` for a local cluster, else the workers of the cluster at
+    ``scale.dask_address_env`` now (at the run's start); 1 when no split is needed."""
+    if cfg.scale.task_runner != "dask" or cfg.scale.limits_redis_env is not None:
+        return 1
+    address = scheduler_address(cfg)
+    if address is None:
+        return cfg.scale.dask_workers
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+        return max(1, len(client.scheduler_info().get("workers", {})))
 
 
 def max_in_flight(cfg: CrawlConfig, workers: int | None = None) -> int:
@@ -154,11 +185,12 @@ class PrefectShipper:
     """Ships batches as the Prefect task ``batch`` through the flow run's (Dask) task runner."""
 
     def __init__(self, cfg: CrawlConfig) -> None:
+        self.workers = cluster_workers(cfg)
         self.max_in_flight = max_in_flight(cfg)
 
     def ship(self, cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> ShippedBatch:
         """Submit one batch to the flow's task runner."""
-        return cast(ShippedBatch, batch_task.submit(cfg, version, run_id, seqs))
+        return cast(ShippedBatch, batch_task.submit(cfg, version, run_id, seqs, self.workers))
 
 
 class _ClientBatch:
@@ -186,10 +218,13 @@ class ClientShipper:
         self.client = client
         workers = len(client.scheduler_info().get("workers", {}))
         self.max_in_flight = max_in_flight(cfg, workers)
+        # The split of the rate limits (no Redis) counts the workers there are now, at the run's start.
+        self.workers = 1 if cfg.scale.limits_redis_env is not None else max(1, workers)
 
     def ship(self, cfg: CrawlConfig, version: int, run_id: str, seqs: list[int]) -> ShippedBatch:
         """Submit one batch; ``pure=False``: a batch is never shared with another submission."""
-        return _ClientBatch(self.client.submit(run_batch, cfg, version, run_id, seqs, pure=False), seqs)
+        future = self.client.submit(run_batch, cfg, version, run_id, seqs, self.workers, pure=False)
+        return _ClientBatch(future, seqs)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from ingest.model import VersionStatus
 from ingest.paths import HOME_TOKEN, expand
 from ingest.state import StateDB, VersionRow
 from ingest.stores import VectorStore, make_store
+from ingest.vendor import SharedLimits, SharesLimits
 
 _STORE_SETTINGS: TypeAdapter[StoreConfig] = TypeAdapter(StoreConfig)
 
@@ -131,11 +132,26 @@ def store_changed(env: RunEnv) -> bool:
     return True
 
 
-def crawl_embedder(cfg: CrawlConfig, db: ProjectionStore) -> tuple[Embedder, BatchKeys]:
+def shared_limits(cfg: CrawlConfig, workers: int) -> SharedLimits | None:
+    """How a Dask worker keeps its share of the crawl's rate limits (:mod:`ingest.vendor.limits`): the
+    Redis buckets of ``scale.limits_url_env`` (else ``scale.frontier_url_env``), else the caps split
+    among ``workers`` (the cluster's workers at the run's start). None under ``task_runner: threads``:
+    one process keeps the caps itself."""
+    if cfg.scale.task_runner != "dask":
+        return None
+    return SharedLimits(cfg.name, cfg.scale.limits_redis_env, max(1, workers))
+
+
+def crawl_embedder(
+    cfg: CrawlConfig, db: ProjectionStore, limits: SharedLimits | None = None
+) -> tuple[Embedder, BatchKeys]:
     """The crawl's embedder and batch keys. With ``embedder.reduce`` the embedder projects the full
     model's vectors (the projection fitted on the crawl's cached vectors on first use, then kept in
-    the ledger), and ``source_model_key`` names the full vectors' cache key."""
+    the ledger), and ``source_model_key`` names the full vectors' cache key. ``limits`` (on a Dask
+    worker): the embedder's rate limiter keeps that share of the crawl's caps."""
     embedder = make_embedder(cfg.embedder)
+    if limits is not None and isinstance(embedder, SharesLimits):
+        embedder.share_limits(limits)
     keys = batch_keys(cfg, embedder)
     reduce = cfg.embedder.reduce
     if reduce is None:
@@ -150,12 +166,14 @@ def make_env(
     db: StateDB | None = None,
     version: int | None = None,
     extractor: Extractor | None = None,
+    limits: SharedLimits | None = None,
 ) -> RunEnv:
     """Embedder, store and state DB of a crawl, checked (credentials, packages) before any work. The
-    store is the live version's unless ``version`` picks another. Nothing heavy loads here."""
+    store is the live version's unless ``version`` picks another. Nothing heavy loads here.
+    ``limits``: a Dask worker's share of the crawl's rate limits (:func:`shared_limits`)."""
     make_embedder(cfg.embedder).check()
     db = db or StateDB(cfg.state_url())
-    embedder, keys = crawl_embedder(cfg, db)
+    embedder, keys = crawl_embedder(cfg, db, limits)
     number = version or live_version_number(cfg, db)
     row = next((v for v in db.versions(cfg.name) if v["version"] == number), None)
     store = store_of_version(cfg, row, number)

@@ -176,7 +176,9 @@ class SearchConfig(_Strict):
 
 class ScaleConfig(_Strict):
     """Where a crawl's work runs: one process (threads, the default) or a Dask cluster through Prefect,
-    with N spider processes sharing one Redis frontier. The rest of the definition does not change."""
+    with N spider processes sharing one Redis frontier, and the workers sharing the embedder's rate
+    limits (on Redis, or split N ways: :mod:`ingest.vendor.limits`). The rest of the definition does
+    not change."""
 
     task_runner: Literal["threads", "dask"] = Field(
         "threads",
@@ -201,10 +203,17 @@ class ScaleConfig(_Strict):
     frontier_url_env: str | None = Field(
         None,
         description="Name of an environment variable holding a Redis URL (redis://host:6379/0): the crawl "
-        "frontier (request queue and seen fingerprints) the spiders share.",
+        "frontier (request queue and seen fingerprints) the spiders share; with task_runner dask and no "
+        "limits_url_env, it also holds the crawl's shared rate-limit buckets.",
+    )
+    limits_url_env: str | None = Field(
+        None,
+        description="Name of an environment variable holding a Redis URL where the Dask workers share the "
+        "embedder's requests/tokens-per-minute buckets (default: frontier_url_env's Redis; with neither, "
+        "each worker keeps 1/N of the caps).",
     )
 
-    _envs = field_validator("dask_address_env", "frontier_url_env")(_check_env_name)
+    _envs = field_validator("dask_address_env", "frontier_url_env", "limits_url_env")(_check_env_name)
 
     @model_validator(mode="after")
     def _frontier(self) -> ScaleConfig:
@@ -215,7 +224,17 @@ class ScaleConfig(_Strict):
             )
         if self.task_runner == "threads" and self.dask_address_env is not None:
             raise ValueError("dask_address_env is set but task_runner is threads: set task_runner: dask")
+        if self.task_runner == "threads" and self.limits_url_env is not None:
+            raise ValueError("limits_url_env is set but task_runner is threads: set task_runner: dask")
         return self
+
+    @property
+    def limits_redis_env(self) -> str | None:
+        """The variable naming the Redis of the shared rate-limit buckets: ``limits_url_env``, else
+        ``frontier_url_env``; None for threads (one process keeps its own limits, as always)."""
+        if self.task_runner != "dask":
+            return None
+        return self.limits_url_env or self.frontier_url_env
 
 
 class CrawlConfig(_Strict):

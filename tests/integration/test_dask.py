@@ -2,7 +2,9 @@
 the shared Postgres ledger (WEBVEC_TEST_POSTGRES_URL), a ``chroma run`` server and the OpenAI stand-in.
 
 Each test compares a Dask run with a single-process (threads) run of the same site: the same store
-ids, the same ledger pages, and the embedding server sees each distinct text once.
+ids, the same ledger pages, and the embedding server sees each distinct text once. The rate-limit test
+checks that two workers together keep the crawl's tokens-per-minute cap (a Redis bucket, or the cap
+split in two), against a stand-in that answers 429 beyond it.
 """
 
 from __future__ import annotations
@@ -259,6 +261,80 @@ def test_a_local_cluster_from_the_cli_path(setup: Setup, monkeypatch: pytest.Mon
     assert summary["status"] == "ok", summary["message"]
     assert all(n == 1 for n in setup.oai.texts.values())
     assert set(setup.ids(setup.distributed)) == reference_ids
+
+
+# Rate limits across workers: 120k tokens/min (2000/s, a burst of 2000), requests of at most 1600 tokens:
+# the site's 43k tokens take about 20 s.
+TPM = 120_000
+REQUEST_TOKENS = 1_600
+WINDOW_S = 5.0
+# What the stand-in allows in any WINDOW_S: the cap's refill plus one burst and, for the split (two
+# local limiters that each let one request go into debt), two requests, plus one request of slack for a
+# worker that wakes late. Two workers that did not share the cap would send about twice the refill.
+SERVER_LIMIT = round(TPM / 60 * WINDOW_S) + TPM // 60 + 3 * REQUEST_TOKENS
+
+
+def _most_in_a_window(records: list[Any], window_s: float) -> int:
+    """The most tokens the server accepted within any ``window_s`` seconds."""
+    return max(sum(r.tokens for r in records if s.start <= r.start <= s.start + window_s) for s in records)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limits", ["redis", "split"])
+def test_two_workers_keep_the_crawls_tokens_per_minute_cap_together(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: str
+) -> None:
+    import redis
+    import yaml
+
+    url = os.environ.get("WEBVEC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.skip(f"Redis at WEBVEC_TEST_REDIS_URL ({url}) does not answer: {type(exc).__name__}")
+    pattern = "webvec-ratelimit:distributed:*"
+    stale = list(client.scan_iter(match=pattern))
+    if stale:
+        client.delete(*stale)
+    data = yaml.safe_load(setup.distributed.read_text())
+    data["embedder"].update(tokens_per_minute=TPM, max_request_tokens=REQUEST_TOKENS)
+    if limits == "redis":
+        data["scale"]["limits_url_env"] = "WEBVEC_LIMITS"
+    setup.distributed.write_text(yaml.safe_dump(data))
+    setup.oai.tpm_limit, setup.oai.limit_window_s = SERVER_LIMIT, WINDOW_S
+    try:
+        with dask_cluster(tmp_path / "dask", _cluster_env({"WEBVEC_LIMITS": url})) as cluster:
+            monkeypatch.setenv("WEBVEC_DASK_SCHEDULER", cluster.address)
+            summary = _dask_run(setup.distributed)
+            assert summary["status"] == "ok", summary["message"]
+            # The shared bucket (or none): one key, the crawl's and the model's, which expires soon
+            # after the run (so it is looked at at once).
+            keys = [k.decode() for k in client.scan_iter(match=pattern)]
+            assert len(keys) == (limits == "redis"), keys
+            assert all(k.startswith(pattern[:-1] + "openai:text-embedding-3-small@") for k in keys)
+            workers = cluster.client()
+            try:
+                built = workers.run(_envs_built)
+            finally:
+                workers.close()
+        assert sorted(built.values()) == [1, 1]  # both workers embedded
+        records = setup.oai.ok_records
+        assert setup.oai.statuses[429] == 0, setup.oai.statuses
+        assert all(n == 1 for n in setup.oai.texts.values())
+        tokens = sum(r.tokens for r in records)
+        assert tokens > 2 * SERVER_LIMIT, tokens  # enough to need several windows
+        most = _most_in_a_window(records, WINDOW_S)
+        assert most <= SERVER_LIMIT, most
+        elapsed = records[-1].start - records[0].start
+        if limits == "redis":  # together no faster than the cap (10% slack); unshared: about twice it
+            assert elapsed >= (tokens - TPM // 60 - REQUEST_TOKENS) / (TPM / 60) * 0.9, elapsed
+            assert most <= round(TPM / 60 * WINDOW_S) + TPM // 60 + 2 * REQUEST_TOKENS, most
+    finally:
+        stale = list(client.scan_iter(match=pattern))
+        if stale:
+            client.delete(*stale)
+        client.close()
 
 
 def test_an_unset_scheduler_variable_is_one_clear_line(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ retries, and the bisection of refused inputs (see :mod:`ingest.embedders.openai`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -27,8 +28,10 @@ from ingest.pricing import OPENAI_MAX_INPUT_TOKENS, estimate_cost, model_info
 from ingest.tokens import get_encoding
 from ingest.vendor import (
     Backoff,
+    Limiter,
     RateLimiter,
     RetryBudget,
+    SharedLimits,
     api_key_from_env,
     call_with_retries,
     env_secret,
@@ -77,7 +80,8 @@ class OpenAIEmbedder:
 
     ``tokens_used`` (tokens billed, from the server's usage), ``requests_made`` (HTTP requests sent,
     retries and bisection included) and ``retries`` accumulate over the embedder's life, for the run
-    summary. ``limiter`` is the :class:`RateLimiter` every call of this embedder shares.
+    summary. ``limiter`` is the :class:`RateLimiter` every call of this embedder shares; on a Dask
+    worker, :meth:`share_limits` swaps it for the worker's share of the crawl's caps.
     """
 
     def __init__(self, cfg: OpenAIEmbedderConfig) -> None:
@@ -95,7 +99,7 @@ class OpenAIEmbedder:
         self._model_key = model_key(
             {"kind": "openai", "model": cfg.model, "dimension": self._dimension, "base_url": self._base_url}
         )
-        self.limiter = RateLimiter(
+        self.limiter: Limiter = RateLimiter(
             cfg.requests_per_minute, cfg.tokens_per_minute, burst_s=OPENAI_RATE_LIMIT_BURST_S
         )
         self._backoff = Backoff.for_budget(cfg.retry_budget_s)
@@ -112,6 +116,17 @@ class OpenAIEmbedder:
         return (
             f"OpenAIEmbedder(model={self.cfg.model!r}, dimension={self._dimension}{where}, "
             f"api_key_env={self.cfg.api_key_env!r})"
+        )
+
+    def share_limits(self, limits: SharedLimits) -> None:
+        """Keep ``requests_per_minute`` and ``tokens_per_minute`` together with the crawl's other
+        workers (:mod:`ingest.vendor.limits`): one bucket per model (and server, when ``base_url``
+        names another than OpenAI's), instead of this process's own."""
+        name = f"openai:{self.cfg.model}"
+        if self._base_url:
+            name += "@" + hashlib.sha256(self._base_url.encode()).hexdigest()[:12]  # another server's limits
+        self.limiter = limits.limiter(
+            name, self.cfg.requests_per_minute, self.cfg.tokens_per_minute, burst_s=OPENAI_RATE_LIMIT_BURST_S
         )
 
     # -- configuration ---------------------------------------------------------------------------
