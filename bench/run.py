@@ -183,7 +183,7 @@ def _variants(
     print("\n| embedder | mode | recall@1 | recall@5 | MRR | chunks/s | texts embedded | bytes/vector |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        rate = f"{r['chunks_per_s']:,}" if r["chunks_per_s"] else "— (projected)"
+        rate = f"{r['chunks_per_s']:,}" if r["chunks_per_s"] else "— (cache)"
         print(
             f"| {r['embedder']} | {r['mode']} | {r['recall_at_1']:.3f} | {r['recall_at_5']:.3f} | "
             f"{r['mrr']:.3f} | {rate} | {r['texts_embedded']:,} | {r['vector_bytes']:,} |"
