@@ -25,6 +25,9 @@ turn with `webvec reembed` (cache first: the pca variants project the fp32 vecto
 and asks the questions again: one table of embedder × mode → recall@1, recall@5, MRR, chunks/s of the
 embedder and bytes per vector.
 
+`--generated 10000,100000` measures `webvec run` over generated sites of those sizes instead
+(bench/growth.py): peak memory of every process and time per page as the site grows.
+
 `--site /usr/share/doc/python3.11/html` crawls Debian's python3.11-doc (~530 real pages).
 """
 
@@ -204,7 +207,7 @@ def _distilled(path: str) -> None:
 
 
 def _side_bench(run: Any, args: argparse.Namespace) -> int:
-    """A comparison (embedders or stores) instead of the ingest runs, in a throwaway home."""
+    """A comparison (embedders, stores, site sizes) instead of the ingest runs, in a throwaway home."""
     os.environ["WEBVEC_HOME"] = tempfile.mkdtemp(prefix="webvec-bench-compare-")
     try:
         rows = run(args)
@@ -251,7 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     embedders.add_argument("--embedders", help="comma-separated: local,int8,static,fake")
     embedders.add_argument("--texts", type=int, default=400, help="texts per embed call")
     embedders.add_argument("--repeats", type=int, default=3)
+    growth = parser.add_argument_group(
+        "memory and time as the site grows (bench/growth.py), instead of the ingest runs"
+    )
+    growth.add_argument("--generated", help="comma-separated page counts of generated sites: 10000,100000")
+    growth.add_argument("--sample-s", type=float, default=0.5, help="seconds between memory samples")
     args = parser.parse_args(argv)
+    if args.generated:
+        from bench import growth as growth_bench
+
+        return _side_bench(growth_bench.run, args)
     if args.embedders or args.stores:
         from bench import embedders as embedder_bench
         from bench import stores as store_bench
