@@ -81,9 +81,16 @@ def test_init_writes_a_definition_that_validates(tmp_path: Path) -> None:
     assert json.loads((folder / SCHEMA_FILE).read_text(encoding="utf-8")) == json.loads(
         json.dumps(crawl_json_schema())
     )
-    # Every value written is the default: the file says what the model does.
+    # Every value written is the default, but for the int8 local model (as fast again, the same recall
+    # on the evaluation sets: new crawls get it, existing ones keep the fp32 default and its model_key).
     written = load_crawl(target)
-    assert written == parse_crawl({"name": "docs", "source": {"start_urls": ["https://example.org/docs/"]}})
+    assert written == parse_crawl(
+        {
+            "name": "docs",
+            "source": {"start_urls": ["https://example.org/docs/"]},
+            "embedder": {"kind": "local", "precision": "int8"},
+        }
+    )
     assert not written.source.allow_private_networks
     # Every commonly changed key is there, each with its comment.
     for key in (
