@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install lock test lint demo bench bench-scale clean
+.PHONY: install lock test lint demo bench bench-peer bench-scale clean
 
 install: $(STAMP)
 
@@ -64,8 +64,16 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m bench.demo
 
+# Then webvec against a LangChain pipeline (README "Against a LangChain pipeline"): the two ratios, when
+# the peer's own virtual environment (bench/peer-requirements.txt) exists; otherwise one line on making it.
+PEER_PYTHON ?= /work/lc-venv/bin/python
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+	@if [ -x "$(PEER_PYTHON)" ]; then $(MAKE) --no-print-directory bench-peer; \
+	else echo "bench: no LangChain peer at $(PEER_PYTHON), ratios skipped; see bench/peer-requirements.txt"; fi
+
+bench-peer: $(STAMP)
+	$(PY) -m bench.run --peer langchain --peer-python $(PEER_PYTHON)
 
 # One process against a local Dask cluster (README "Scaling out"); needs PostgreSQL (WEBVEC_TEST_POSTGRES_URL).
 bench-scale: $(STAMP)

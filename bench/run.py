@@ -28,6 +28,11 @@ embedder and bytes per vector.
 `--generated 10000,100000` measures `webvec run` over generated sites of those sizes instead
 (bench/growth.py): peak memory of every process and time per page as the site grows.
 
+`--peer langchain [--peer-python /work/lc-venv/bin/python] [--peer-pages bench/peer_pages.txt]` runs
+webvec (exactly what `webvec init` writes) and a LangChain pipeline (bench/langchain_peer.py, its own
+virtual environment) on one 200-page sample of the Python docs, first run and unchanged re-run each,
+and prints both ratios webvec/LangChain against the targets (≤ 0.7, ≤ 0.5) (bench/peer.py).
+
 `--site /usr/share/doc/python3.11/html` crawls Debian's python3.11-doc (~530 real pages).
 """
 
@@ -48,6 +53,7 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+PYTHON_DOCS = "/usr/share/doc/python3.11/html"  # Debian's python3.11-doc
 
 
 def _peak_mb(who: int) -> float:
@@ -259,7 +265,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     growth.add_argument("--generated", help="comma-separated page counts of generated sites: 10000,100000")
     growth.add_argument("--sample-s", type=float, default=0.5, help="seconds between memory samples")
+    peer = parser.add_argument_group(
+        "head to head with a LangChain pipeline (bench/peer.py), instead of the ingest runs"
+    )
+    peer.add_argument("--peer", choices=["langchain"], help="the peer pipeline to run beside webvec")
+    peer.add_argument("--peer-python", default="/work/lc-venv/bin/python", help="the peer's interpreter")
+    peer.add_argument("--peer-pages", default=str(HERE / "peer_pages.txt"), help="pages served to both")
+    peer.add_argument("--peer-max-depth", type=int, default=3, help="RecursiveUrlLoader's max_depth")
     args = parser.parse_args(argv)
+    if args.peer:
+        from bench import peer as peer_bench
+
+        if args.site == str(HERE / "site"):
+            args.site = PYTHON_DOCS
+        results = peer_bench.run(args)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2))
+        return 0
     if args.generated:
         from bench import growth as growth_bench
 
