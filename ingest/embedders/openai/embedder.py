@@ -100,7 +100,7 @@ class OpenAIEmbedder:
             {"kind": "openai", "model": cfg.model, "dimension": self._dimension, "base_url": self._base_url}
         )
         self.limiter: Limiter = RateLimiter(
-            cfg.requests_per_minute, cfg.tokens_per_minute, burst_s=OPENAI_RATE_LIMIT_BURST_S
+            cfg.requests_per_minute, self._paced_tpm, burst_s=OPENAI_RATE_LIMIT_BURST_S
         )
         self._backoff = Backoff.for_budget(cfg.retry_budget_s)
         self._client: Any = None
@@ -126,8 +126,33 @@ class OpenAIEmbedder:
         if self._base_url:
             name += "@" + hashlib.sha256(self._base_url.encode()).hexdigest()[:12]  # another server's limits
         self.limiter = limits.limiter(
-            name, self.cfg.requests_per_minute, self.cfg.tokens_per_minute, burst_s=OPENAI_RATE_LIMIT_BURST_S
+            name, self.cfg.requests_per_minute, self._paced_tpm, burst_s=OPENAI_RATE_LIMIT_BURST_S
         )
+
+    @property
+    def _request_tokens(self) -> int:
+        """Tokens per request, at most: ``max_request_tokens``, and a twentieth of ``tokens_per_minute``
+        (a request above the TPM limit always gets a 429, and big requests against a per-minute window
+        waste it: see :attr:`_paced_tpm`)."""
+        tpm = self.cfg.tokens_per_minute
+        return (
+            self.cfg.max_request_tokens
+            if tpm is None
+            else max(1, min(self.cfg.max_request_tokens, tpm // 20))
+        )
+
+    @property
+    def _paced_tpm(self) -> int | None:
+        """The token rate the client keeps to. OpenAI counts tokens over a sliding minute; a client
+        spending at exactly the cap still puts one request and one burst too many into some minute
+        (the bucket lets a request go before its cost is repaid) and gets a 429, which halves the rate
+        for a while. Keeping that margin below the cap — one request (a twentieth of it at most) and
+        the burst — gives up ~7% of the cap instead."""
+        tpm = self.cfg.tokens_per_minute
+        if tpm is None:
+            return None
+        margin = self._request_tokens + tpm * OPENAI_RATE_LIMIT_BURST_S / 60
+        return max(1, tpm // 2, int(tpm - margin))
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -290,9 +315,7 @@ class OpenAIEmbedder:
     def _pack(self, counts: list[int]) -> list[slice]:
         """Consecutive runs of inputs within the per-request input and token limits."""
         max_inputs = self.cfg.max_batch_inputs
-        max_tokens = self.cfg.max_request_tokens
-        if self.cfg.tokens_per_minute is not None:  # a request above the TPM limit always gets a 429
-            max_tokens = min(max_tokens, self.cfg.tokens_per_minute)
+        max_tokens = self._request_tokens
         batches: list[slice] = []
         start, total = 0, 0
         for i, n in enumerate(counts):
