@@ -24,18 +24,6 @@ import yaml
 DEFAULT_PG = os.environ.get("WEBVEC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _site(root: Path, pages: int) -> None:
-    from tests.integration.sites import page_html, prose
-
-    root.mkdir(parents=True)
-    names = [f"topic-{i}.html" for i in range(pages)]
-    for i, name in enumerate(names):
-        sections = [(f"Part {j}", prose(f"topic {i}", j, salt=f" number {i}")) for j in range(3)]
-        (root / name).write_text(page_html(f"Topic {i}", sections, ["index.html"]))
-    (root / "index.html").write_text(page_html("Index", [("Welcome", prose("index", 0))], names))
-    (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both and print the figures; returns an exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.config import load_crawl
     from ingest.run import run_ingest
     from spiders.process import SpiderCrawler
+    from tests.integration.sites import topic_site
     from tests.servers.chroma_server import chroma_server
     from tests.servers.openai_server import start_openai_server
 
@@ -61,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["OPENAI_API_KEY"] = "bench-key"
     admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
     databases: list[str] = []
-    _site(work / "site", args.pages)
+    topic_site(work / "site", args.pages)
     server = StaticServer(work / "site").start()
     try:
         with (

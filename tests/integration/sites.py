@@ -43,3 +43,15 @@ def make_site(root: Path, shared: str | None = None, extra_links: list[str] = ()
     )
     (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")
     return paths
+
+
+def topic_site(root: Path, pages: int) -> None:
+    """Write an index linking ``pages`` distinct pages of three sections each (each page links back to
+    the index only), and a robots.txt allowing all: the site of the Dask tests and bench."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"topic-{i}.html" for i in range(pages)]
+    for i, name in enumerate(names):
+        sections = [(f"Part {j}", prose(f"topic {i}", j, salt=f" number {i}")) for j in range(3)]
+        (root / name).write_text(page_html(f"Topic {i}", sections, ["index.html"]))
+    (root / "index.html").write_text(page_html("Index", [("Welcome", prose("index", 0))], names))
+    (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")

@@ -25,7 +25,7 @@ from ingest.run import RunFailed
 from ingest.state import StateDB
 from ingest.stores import make_store
 from tests.integration.conftest import ingest
-from tests.integration.sites import page_html, prose
+from tests.integration.sites import topic_site
 from tests.servers.chroma_server import chroma_server
 from tests.servers.dask_cluster import dask_cluster
 from tests.servers.openai_server import OpenAIServer, start_openai_server
@@ -35,17 +35,6 @@ ADMIN_URL = os.environ.get("WEBVEC_TEST_POSTGRES_URL", "postgresql+psycopg://pos
 PAGES = 40
 BATCH = 8  # pages per batch in these tests: five batches for two workers
 MAX_INPUTS = 8  # texts per embedding request: several requests per batch
-
-
-def _site(root: Path) -> None:
-    """An index linking PAGES distinct pages of three sections each."""
-    root.mkdir(parents=True, exist_ok=True)
-    names = [f"topic-{i}.html" for i in range(PAGES)]
-    for i, name in enumerate(names):
-        sections = [(f"Part {j}", prose(f"topic {i}", j, salt=f" number {i}")) for j in range(3)]
-        (root / name).write_text(page_html(f"Topic {i}", sections, ["index.html"]))
-    (root / "index.html").write_text(page_html("Index", [("Welcome", prose("index", 0))], names))
-    (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")
 
 
 @pytest.fixture
@@ -96,7 +85,7 @@ class Setup:
 def setup(
     tmp_path: Path, serve_dir, write_crawl, databases, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Setup]:  # type: ignore[no-untyped-def]
-    _site(tmp_path / "site")
+    topic_site(tmp_path / "site", PAGES)
     server = serve_dir(tmp_path / "site")
     monkeypatch.setattr("ingest.run.BATCH_PAGES", BATCH)  # the coordinator cuts the batches
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
