@@ -143,13 +143,17 @@ def shared_limits(cfg: CrawlConfig, workers: int) -> SharedLimits | None:
 
 
 def crawl_embedder(
-    cfg: CrawlConfig, db: ProjectionStore, limits: SharedLimits | None = None
+    cfg: CrawlConfig,
+    db: ProjectionStore,
+    limits: SharedLimits | None = None,
+    embedder: Embedder | None = None,
 ) -> tuple[Embedder, BatchKeys]:
-    """The crawl's embedder and batch keys. With ``embedder.reduce`` the embedder projects the full
-    model's vectors (the projection fitted on the crawl's cached vectors on first use, then kept in
-    the ledger), and ``source_model_key`` names the full vectors' cache key. ``limits`` (on a Dask
-    worker): the embedder's rate limiter keeps that share of the crawl's caps."""
-    embedder = make_embedder(cfg.embedder)
+    """The crawl's embedder (``embedder``, when the caller made it already) and batch keys. With
+    ``embedder.reduce`` the embedder projects the full model's vectors (the projection fitted on the
+    crawl's cached vectors on first use, then kept in the ledger), and ``source_model_key`` names the
+    full vectors' cache key. ``limits`` (on a Dask worker): the embedder's rate limiter keeps that
+    share of the crawl's caps."""
+    embedder = embedder or make_embedder(cfg.embedder)
     if limits is not None and isinstance(embedder, SharesLimits):
         embedder.share_limits(limits)
     keys = batch_keys(cfg, embedder)
@@ -171,9 +175,10 @@ def make_env(
     """Embedder, store and state DB of a crawl, checked (credentials, packages) before any work. The
     store is the live version's unless ``version`` picks another. Nothing heavy loads here.
     ``limits``: a Dask worker's share of the crawl's rate limits (:func:`shared_limits`)."""
-    make_embedder(cfg.embedder).check()
+    embedder = make_embedder(cfg.embedder)
+    embedder.check()
     db = db or StateDB(cfg.state_url())
-    embedder, keys = crawl_embedder(cfg, db, limits)
+    embedder, keys = crawl_embedder(cfg, db, limits, embedder)
     number = version or live_version_number(cfg, db)
     row = next((v for v in db.versions(cfg.name) if v["version"] == number), None)
     store = store_of_version(cfg, row, number)
