@@ -13,6 +13,7 @@ of its tree every ``--sample-s`` seconds: resident memory and the kernel's high-
   extract     the extraction workers (pebble pool, replaced every 1000 pages), the largest of them
   forkserver  the small process the workers are forked from
   other       anything else (multiprocessing's resource tracker, ...)
+  store       with ``--generated-store pgvector``: the PostgreSQL server and its backends (the largest)
 
 Per size: pages, wall seconds, ms per page, peak RSS per kind and of the whole tree together,
 chunks. Then ms/page of the largest size over that of the smallest, and whether the targets hold
@@ -23,6 +24,7 @@ chunks. Then ms/page of the largest size over that of the smallest, and whether 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ import yaml
 
 from bench.generated import GeneratedServer
 
-KINDS = ("main", "spider", "extract", "forkserver", "other")
+KINDS = ("main", "spider", "extract", "forkserver", "other", "store")
 RSS_TARGET_MB = 1024
 RATIO_TARGET = 1.5
 
@@ -83,8 +86,9 @@ def _kind(proc: psutil.Process, root: int, forkservers: set[int]) -> str:
 class TreeSampler:
     """Samples the memory of a process and all its descendants in a background thread."""
 
-    def __init__(self, root: int, interval_s: float) -> None:
+    def __init__(self, root: int, interval_s: float, others: dict[int, str] | None = None) -> None:
         self.root = root
+        self.others = others or {}  # roots of other trees to sample, each as one kind (a store server)
         self.interval_s = interval_s
         self.peak_mb: dict[str, float] = dict.fromkeys(KINDS, 0.0)
         self.peak_total_mb = 0.0
@@ -112,10 +116,16 @@ class TreeSampler:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             return
+        tagged = [(proc, _kind(proc, self.root, self._forkservers)) for proc in procs]
+        for pid, kind in self.others.items():
+            try:
+                other = psutil.Process(pid)
+                tagged += [(p, kind) for p in (other, *other.children(recursive=True))]
+            except psutil.Error:
+                continue
         total = 0.0
         now: dict[str, float] = dict.fromkeys(KINDS, 0.0)
-        for proc in procs:
-            kind = _kind(proc, self.root, self._forkservers)
+        for proc, kind in tagged:
             rss, hwm = _status_mb(proc.pid)
             if not rss:
                 continue
@@ -133,7 +143,7 @@ class TreeSampler:
             self.sample()
 
 
-def _crawl(url: str, pages: int) -> dict[str, Any]:
+def _crawl(url: str, pages: int, store: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": "generated",
         "source": {
@@ -145,36 +155,66 @@ def _crawl(url: str, pages: int) -> dict[str, Any]:
             "download_delay": 0,
         },
         "embedder": {"kind": "fake", "dimension": 384},
-        "store": {"kind": "chroma"},
+        "store": store,
     }
 
 
-def measure(pages: int, sample_s: float, work: Path) -> dict[str, Any]:
+def _timed_run(
+    pages: int,
+    url: str,
+    store: dict[str, Any],
+    others: dict[int, str],
+    env: dict[str, str],
+    work: Path,
+    sample_s: float,
+) -> tuple[str, str, float, subprocess.Popen[str], TreeSampler, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """``webvec run --json`` as a subprocess, its tree (and ``others``) sampled meanwhile."""
+    crawl_path = work / f"generated-{pages}.yaml"
+    crawl_path.write_text(yaml.safe_dump(_crawl(url, pages, store)))
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", str(crawl_path), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = TreeSampler(proc.pid, sample_s, others).start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - started
+    sampler.stop()
+    return out, err, wall, proc, sampler, (load_before, os.getloadavg())
+
+
+@contextlib.contextmanager
+def _store(kind: str, work: Path) -> Iterator[tuple[dict[str, Any], dict[int, str]]]:
+    """The crawl's ``store:`` and the store server's root process to sample (none for embedded Chroma)."""
+    if kind == "chroma":
+        yield {"kind": "chroma"}, {}
+        return
+    from tests.servers.pgvector_server import pgvector_server_at
+
+    with pgvector_server_at(work / "pg") as srv:
+        os.environ["WEBVEC_BENCH_PGVECTOR_URL"] = srv.url()  # the run's environment is copied from here
+        yield {"kind": "pgvector", "url_env": "WEBVEC_BENCH_PGVECTOR_URL"}, {srv.process.pid: "store"}
+
+
+def measure(pages: int, sample_s: float, work: Path, store_kind: str = "chroma") -> dict[str, Any]:
     """One ``webvec run`` over a generated site of ``pages`` pages, in a fresh home under ``work``."""
     home = work / f"home-{pages}"
     home.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no Prefect, as a new user
-    env.update({"WEBVEC_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"})
     server = GeneratedServer(pages)
     try:
-        crawl_path = work / f"generated-{pages}.yaml"
-        crawl_path.write_text(yaml.safe_dump(_crawl(server.url, pages)))
-        load_before = os.getloadavg()
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run", str(crawl_path), "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        sampler = TreeSampler(proc.pid, sample_s).start()
-        out, err = proc.communicate()
-        wall = time.perf_counter() - started
-        sampler.stop()
-        load_after = os.getloadavg()
+        with _store(store_kind, work / f"store-{pages}") as (store, others):
+            env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no Prefect, as a new user
+            env.update({"WEBVEC_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"})
+            out, err, wall, proc, sampler, loads = _timed_run(
+                pages, server.url, store, others, env, work, sample_s
+            )
     finally:
         server.stop()
+    load_before, load_after = loads
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"webvec run failed ({proc.returncode}): {err.strip()[-2000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
@@ -205,21 +245,22 @@ def run(args: Any) -> list[dict[str, Any]]:
     sizes = [int(s.replace("_", "")) for s in str(args.generated).split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="webvec-bench-generated-"))
     try:
-        rows = [measure(n, args.sample_s, work) for n in sizes]
+        rows = [measure(n, args.sample_s, work, args.generated_store) for n in sizes]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
         "\n| pages | wall | ms/page | chunks | peak RSS main | spider | extract worker | forkserver | "
-        "whole tree | load avg |"
+        "store server | whole tree | load avg |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         mb = r["peak_rss_mb"]
         load = r["load_average"]
         print(
             f"| {r['pages_fetched']:,} | {r['wall_s']:,.0f} s | {r['ms_per_page']:.1f} | {r['chunks']:,} | "
             f"{mb.get('main', 0):,} MB | {mb.get('spider', 0):,} MB | {mb.get('extract', 0):,} MB | "
-            f"{mb.get('forkserver', 0):,} MB | {r['peak_rss_tree_mb']:,} MB | {load[0]:.1f} → {load[3]:.1f} |"
+            f"{mb.get('forkserver', 0):,} MB | {mb.get('store', 0):,} MB | {r['peak_rss_tree_mb']:,} MB | "
+            f"{load[0]:.1f} → {load[3]:.1f} |"
         )
     worst = max(max(r["peak_rss_mb"].values()) for r in rows)
     print(f"\nlargest process: {worst:,.0f} MB (target ≤ {RSS_TARGET_MB} MB): "

@@ -14,7 +14,11 @@ from __future__ import annotations
 import argparse
 import email.utils
 import hashlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -124,6 +128,45 @@ def serve(root: str | os.PathLike[str], port: int = 0) -> Iterator[StaticServer]
         yield server
     finally:
         server.stop()
+
+
+class StandInProcess:
+    """The OpenAI stand-in (``python -m tests.servers.openai_server``) in a process of its own, as
+    OpenAI's server is: inside the benchmark's process its threads would wait for the GIL while the
+    run chunks and writes, answer late and count requests into its rate-limit window in bunches.
+    :meth:`stop` returns what it answered (``ok_requests``, ``statuses``)."""
+
+    def __init__(self, *, latency_s: float, tpm: int | None, api_key: str = "bench-key") -> None:
+        self.cmd = [sys.executable, "-m", "tests.servers.openai_server", "--api-key", api_key]
+        self.cmd += ["--latency", str(latency_s)] + (["--tpm", str(tpm)] if tpm else [])
+        self.base_url = ""
+        self._proc: subprocess.Popen[str] | None = None
+        self._answered: dict[str, Any] = {}
+
+    def start(self) -> StandInProcess:
+        """Start it and wait for its address."""
+        root = Path(__file__).resolve().parents[1]
+        self._proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True, cwd=root)
+        assert self._proc.stdout is not None
+        self.base_url = self._proc.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            self._proc.kill()
+            raise RuntimeError(f"the OpenAI stand-in did not start: {' '.join(self.cmd)}")
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it (once); its counters: ``{"ok_requests": n, "statuses": {"429": n, ...}}``."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None and proc.stdout is not None:
+            proc.send_signal(signal.SIGTERM)
+            line = proc.stdout.readline()  # printed first, before its server waits for open connections
+            self._answered = json.loads(line) if line.startswith("{") else {"ok_requests": 0, "statuses": {}}
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._answered
 
 
 def main() -> None:

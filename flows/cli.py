@@ -265,9 +265,10 @@ def _ingest(crawl: str, as_json: bool, *, urls: list[str] | None, dry_run: bool)
 
                 hooks = Hooks(listener)
                 with _shipper(crawl, dry_run) as shipper:
+                    launcher = shipper.launch_spider if shipper is not None else None  # spiders on Dask
                     summary = run_ingest(
                         crawl,
-                        crawl_source_for(crawl),
+                        crawl_source_for(crawl, launcher=launcher),
                         urls=urls,
                         hooks=hooks,
                         dry_run=dry_run,

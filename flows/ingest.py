@@ -94,7 +94,6 @@ def ingest_flow(crawl: str, urls: list[str] | None = None) -> dict[str, Any]:
             result: dict[str, Any] = ingest_flow_for(crawl)(crawl, urls)
             return result
         shipper = scale.PrefectShipper(cfg)
-        return run_ingest(
-            crawl, crawl_source_for(crawl), urls=urls, hooks=PrefectHooks(), shipper=shipper
-        ).to_dict()
+        source = crawl_source_for(crawl, launcher=shipper.launch_spider)  # spiders: N as Dask tasks
+        return run_ingest(crawl, source, urls=urls, hooks=PrefectHooks(), shipper=shipper).to_dict()
     return run_ingest(crawl, crawl_source_for(crawl), urls=urls, hooks=PrefectHooks()).to_dict()

@@ -45,7 +45,8 @@ from ingest.env import RunEnv, make_env, shared_limits
 from ingest.errors import ConfigError, WebvecError
 from ingest.extract_pool import Extractor
 from ingest.formats import DocumentLimits
-from ingest.run import BatchOutcome, ShippedBatch, run_shipped_batch
+from ingest.run import BatchOutcome, CrawlMode, CrawlStats, ShippedBatch, run_shipped_batch
+from spiders.process import SpiderFuture, crawl_on_worker
 
 # Batches shipped and not gathered, per worker: one running and one queued keeps every worker busy
 # without holding more of the crawl in flight than the workers can take.
@@ -114,6 +115,13 @@ def batch_task(
     No retries: a dead worker's batch is run again by the Dask scheduler, and the adapters retry
     transient errors within their own budget."""
     return run_batch(cfg, version, run_id, seqs, workers)
+
+
+@task(name="spider", cache_policy=NO_CACHE, retries=0)
+def spider_task(crawl_yaml: str, run_id: str, mode: CrawlMode, worker: int) -> CrawlStats:
+    """:func:`spiders.process.crawl_on_worker` as a Prefect task: one spider process of the run's
+    shared frontier, for the length of the crawl, on a Dask worker (``scale.spiders`` > 1)."""
+    return crawl_on_worker(crawl_yaml, run_id, mode, worker)
 
 
 def scheduler_address(cfg: CrawlConfig) -> str | None:
@@ -192,6 +200,25 @@ class PrefectShipper:
         """Submit one batch to the flow's task runner."""
         return cast(ShippedBatch, batch_task.submit(cfg, version, run_id, seqs, self.workers))
 
+    def launch_spider(self, crawl_yaml: str, run_id: str, mode: CrawlMode, worker: int) -> SpiderFuture:
+        """Submit spider process ``worker`` as the Prefect task ``spider``."""
+        return _PrefectSpider(spider_task.submit(crawl_yaml, run_id, mode, worker))
+
+
+class _PrefectSpider:
+    """A ``spider`` task's Prefect future, as :class:`spiders.process.RemoteSpider` polls it."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def done(self) -> bool:
+        """Whether the task ended (its Dask future is done)."""
+        return bool(self.future.wrapped_future.done())
+
+    def result(self) -> CrawlStats:
+        """Its stats, or its error."""
+        return cast(CrawlStats, self.future.result())
+
 
 class _ClientBatch:
     """A plain Dask future whose failure reads as one line (a worker death included)."""
@@ -225,6 +252,12 @@ class ClientShipper:
         """Submit one batch; ``pure=False``: a batch is never shared with another submission."""
         future = self.client.submit(run_batch, cfg, version, run_id, seqs, self.workers, pure=False)
         return _ClientBatch(future, seqs)
+
+    def launch_spider(self, crawl_yaml: str, run_id: str, mode: CrawlMode, worker: int) -> SpiderFuture:
+        """Submit spider process ``worker`` (:func:`spiders.process.crawl_on_worker`)."""
+        return cast(
+            SpiderFuture, self.client.submit(crawl_on_worker, crawl_yaml, run_id, mode, worker, pure=False)
+        )
 
 
 @contextmanager

@@ -1,17 +1,24 @@
-"""Stage 2 of the next batch on a thread of its own, while the caller takes the current batch through
-stages 3–7: extraction (worker processes) overlaps embedding and writing."""
+"""The run's stages overlapped on threads of their own: stage 2 of the next batch (:class:`ExtractAhead`)
+and stages 5–7 of the previous ones (:class:`StagesBehind`) run while the caller plans and chunks the
+current batch, so extraction (worker processes), embedding and writing overlap."""
 
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 from ingest.batch import Extracted, extract_pages
 from ingest.bookkeeping import Hooks
 from ingest.env import RunEnv
 from ingest.state import FetchedPage
 from ingest.summary import RunSummary
+
+T = TypeVar("T")
 
 
 class ExtractAhead:
@@ -42,3 +49,72 @@ class ExtractAhead:
     def close(self) -> None:
         """Wait for a running extraction to end (a failed run does not wait for queued ones)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+B = TypeVar("B")
+E = TypeVar("E")
+
+
+class StagesBehind(Generic[B, E]):
+    """Stage 5 (embed) and stages 6–7 (write, commit) of successive batches, each on a thread of its
+    own, while the caller plans and chunks the next batch: the embedder is not left idle while a
+    batch is planned, chunked, written or committed (issue 10: the OpenAI cap's share over a whole
+    run was bounded by those stages, not by the embed stage).
+
+    Batches are embedded, then written, in the order they were submitted, one at a time per stage, so
+    a batch's texts are in the embedding cache before the next batch looks them up, and commits keep
+    the run's order. Bounded: at most ``depth`` batches past stage 4 (one writing, one embedding, the
+    rest waiting for the embedder); :meth:`submit` waits for the oldest to be written first, so a
+    slow embedder holds the crawl's pages in the page store, not in memory. The first failure is
+    raised by the next :meth:`submit` or :meth:`drain`, and batches queued behind it are not
+    started. Both stages run in a copy of the caller's context, so under Prefect they are still
+    tasks of the flow run."""
+
+    def __init__(self, embed: Callable[[B], E], write: Callable[[B, E], None], depth: int = 4) -> None:
+        self._embed_fn, self._write_fn, self.depth = embed, write, max(1, depth)
+        self._embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webvec-embed")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webvec-write")
+        self._in_flight: deque[Future[None]] = deque()
+        self._submitted = 0
+        self._failed_at: int | None = None  # the first batch that failed: later ones are not started
+        self._lock = threading.Lock()
+
+    def _guarded(self, seq: int, fn: Callable[..., T], *args: object) -> T:
+        with self._lock:
+            if self._failed_at is not None and seq > self._failed_at:
+                # Never raised to the caller: the earlier batch's error comes first.
+                raise RuntimeError(f"batch {self._failed_at} failed")
+        try:
+            return fn(*args)
+        except BaseException:
+            with self._lock:
+                self._failed_at = seq if self._failed_at is None else min(seq, self._failed_at)
+            raise
+
+    def _write(self, seq: int, batch: B, embedded: Future[E]) -> None:
+        self._guarded(seq, self._write_fn, batch, embedded.result())
+
+    def submit(self, batch: B) -> None:
+        """Queue ``batch`` for embedding and writing, after waiting for room."""
+        while len(self._in_flight) >= self.depth:
+            self._in_flight.popleft().result()
+        seq, self._submitted = self._submitted, self._submitted + 1
+        embedded = self._embedder.submit(
+            contextvars.copy_context().run, self._guarded, seq, self._embed_fn, batch
+        )
+        self._in_flight.append(
+            self._writer.submit(contextvars.copy_context().run, self._write, seq, batch, embedded)
+        )
+
+    def drain(self) -> None:
+        """Wait until every submitted batch is written (the first failure raised here)."""
+        while self._in_flight:
+            self._in_flight.popleft().result()
+
+    def close(self) -> None:
+        """Stop: queued batches are dropped, a running stage is waited for (a failed run's end)."""
+        with self._lock:
+            self._failed_at = -1
+        self._in_flight.clear()
+        for pool in (self._embedder, self._writer):
+            pool.shutdown(wait=True, cancel_futures=True)

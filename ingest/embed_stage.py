@@ -105,7 +105,10 @@ def embed_chunks(
     return Embedded(
         vectors={cid: known[h] for cid, h in key_of.items() if h in known},
         texts_embedded=len(missing) - len(refused),
-        tokens_embedded=sum(c.tokens for h, _, c in missing if h not in refused),
+        # Tokens of the texts sent, context included (what the provider bills), not of the bare chunks.
+        tokens_embedded=sum(
+            c.tokens if t == c.text else embedder.count_tokens(t) for h, t, c in missing if h not in refused
+        ),
         # Chunks not embedded because their text was known: cached, or repeated within this batch.
         cache_hits=len(chunks) - len(missing),
         rejected={cid: refused[h] for cid, h in key_of.items() if h in refused},

@@ -20,9 +20,12 @@ from datetime import date
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
-from ingest.ahead import ExtractAhead
+from ingest.ahead import ExtractAhead, StagesBehind
 from ingest.batch import (
+    Chunked,
+    Embedded,
     Extracted,
+    Planned,
     SkipRecord,
     chunk_documents,
     commit_batch,
@@ -38,12 +41,18 @@ from ingest.dedup import NearDuplicateIndex
 from ingest.deletions import finish_deletions, sweep_repeated_chunks
 from ingest.env import RunEnv, ensure_store, make_env, store_changed
 from ingest.errors import ConfigError, WebvecError
+from ingest.extract import Document
 from ingest.model import RunStatus
-from ingest.state import FetchedPage, OutcomeRow, StateDB, utcnow
+from ingest.state import FetchedPage, OutcomeRow, PageRow, StateDB, utcnow
 from ingest.summary import MAX_LISTED_FAILURES, RunSummary
 from ingest.sync import Removal
 
 BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, small enough to overlap
+# A run's first batches are smaller: at most as many pages as the run took so far (at least 8), so
+# they double up to BATCH_PAGES (8, 8, 16, 32, 64) however few pages the spider had ready at each
+# poll. The embedder gets its first texts after a few pages are extracted, not 64 (Python docs on
+# the OpenAI stand-in: 64 of its long pages took 12-15 s to extract while the embedder waited).
+FIRST_BATCH_PAGES = 8
 POLL_SECONDS = 0.25
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -150,17 +159,36 @@ def timed(summary: RunSummary, hooks: Hooks, name: str, fn: Callable[P, T], *a: 
         summary.add_time(name, time.perf_counter() - start)
 
 
-def process_batch(
+@dataclass
+class Prepared:
+    """A batch through stages 2–4 (:func:`prepare_batch`): what stages 5–7 need."""
+
+    planned: Planned
+    chunked: Chunked
+    ledger: dict[str, PageRow]  # the ledger rows of the batch's URLs, read before planning
+    outcomes: list[OutcomeRow]  # of the pages decided so far (extraction and planning)
+
+    @property
+    def docs(self) -> list[Document]:
+        """The documents to write (new and changed)."""
+        return self.planned.changes.to_write
+
+    @property
+    def aliases(self) -> list[Document]:
+        """New near-duplicates: recorded as aliases, no vectors."""
+        return [doc for doc, _ in self.planned.new_aliases]
+
+
+def prepare_batch(
     env: RunEnv,
     pages: list[FetchedPage],
     state: RunState,
     summary: RunSummary,
     hooks: Hooks,
     *,
-    write: bool = True,
     extracted: Extracted | None = None,
-) -> None:
-    """Stages 2–7 for one batch of fetched pages (stage 6–7 only count when ``write`` is off).
+) -> Prepared:
+    """Stages 2–4 for one batch of fetched pages: extract, plan against the ledger, chunk.
     ``extracted``: stage 2's result when it already ran (overlapped with the previous batch)."""
     keys = env.keys
     if extracted is None:
@@ -175,30 +203,51 @@ def process_batch(
     outcomes += planned.tally(summary)
     state.removals += planned.changes.removals
     docs = planned.changes.to_write
-    aliases = [doc for doc, _ in planned.new_aliases]
     hooks.progress("written", 0, len(docs))
     chunked = timed(
         summary, hooks, "chunk", chunk_documents, docs, env.embedder.count_tokens, keys, state.repeated
     )
     chunked.tally(summary)
-    flat = chunked.flat
-    hooks.progress("embedded", 0, len(flat))
+    hooks.progress("embedded", 0, len(chunked.flat))
+    return Prepared(planned, chunked, dict(ledger), outcomes)
+
+
+def embed_batch(
+    env: RunEnv, prep: Prepared, summary: RunSummary, hooks: Hooks, *, write: bool = True
+) -> Embedded:
+    """Stage 5 for one prepared batch: embed the texts the cache does not know (and cache them)."""
     embedded = timed(
         summary,
         hooks,
         "embed",
         embed_chunks,
-        flat,
+        prep.chunked.flat,
         env.db,
         env.embedder,
-        keys.model_key,
-        texts=chunked.texts,
+        env.keys.model_key,
+        texts=prep.chunked.texts,
         write=write,
         progress=lambda n: hooks.progress("embedded", n),
-        source_key=keys.source_model_key,
+        source_key=env.keys.source_model_key,
     )
     embedded.tally(summary)
-    if write and (docs or aliases) and not state.store_ready:
+    return embedded
+
+
+def write_batch(
+    env: RunEnv,
+    prep: Prepared,
+    embedded: Embedded,
+    state: RunState,
+    summary: RunSummary,
+    hooks: Hooks,
+    *,
+    write: bool = True,
+) -> None:
+    """Stages 6–7 for one embedded batch: write the store, then commit the ledger (only count when
+    ``write`` is off)."""
+    keys, docs, chunked = env.keys, prep.docs, prep.chunked
+    if write and (docs or prep.aliases) and not state.store_ready:
         ensure_store(env)
         state.store_exists = state.store_ready = True
     now = utcnow()
@@ -211,14 +260,14 @@ def process_batch(
         chunked,
         embedded,
         env.store,
-        rewritable(env.db, keys, env.store.target, docs, chunked, ledger),
+        rewritable(env.db, keys, env.store.target, docs, chunked, prep.ledger),
         keys.model_key,
         now,
-        aliases=aliases,
+        aliases=prep.aliases,
         store_exists=state.store_exists,
         write=write,
     )
-    outcomes += written.tally(summary)
+    outcomes = prep.outcomes + written.tally(summary)
     if write:
         timed(
             summary,
@@ -229,13 +278,30 @@ def process_batch(
             keys,
             env.store.target,
             summary.run_id,
-            planned,
+            prep.planned,
             chunked,
             written,
             now,
         )
         env.db.add_outcomes(summary.run_id, outcomes)
     hooks.progress("written", len(docs))
+
+
+def process_batch(
+    env: RunEnv,
+    pages: list[FetchedPage],
+    state: RunState,
+    summary: RunSummary,
+    hooks: Hooks,
+    *,
+    write: bool = True,
+    extracted: Extracted | None = None,
+) -> None:
+    """Stages 2–7 for one batch of fetched pages, one after another (stage 6–7 only count when
+    ``write`` is off). ``extracted``: stage 2's result when it already ran."""
+    prep = prepare_batch(env, pages, state, summary, hooks, extracted=extracted)
+    embedded = embed_batch(env, prep, summary, hooks, write=write)
+    write_batch(env, prep, embedded, state, summary, hooks, write=write)
 
 
 # -- batches shipped to other processes -------------------------------------------------------------
@@ -422,22 +488,33 @@ def crawl_and_sync(
             raise
         _finish_crawl(env, mode, handle, stats, state, summary, write)
         return
-    # Stage 2 of the next batch runs while this thread takes the current one through stages 3–7, so
-    # extraction (worker processes) overlaps embedding and writing. One batch ahead at most: the
-    # queue is bounded, and a slow embedder holds the crawl's pages in the page store, not in memory.
+    # Stages overlap: stage 2 of the next batch (ExtractAhead: worker processes), stages 3–4 of the
+    # current one (this thread) and stages 5–7 of those before it (StagesBehind: one writing, one
+    # embedding, up to two waiting for the embedder). The waiting ones are the embedder's reserve:
+    # pages differ in size, and a batch of long pages takes longer to extract than a batch of short
+    # ones takes to embed (Python docs on the OpenAI stand-in: with no reserve the embedder waited
+    # 18 s of a 208 s run). Every hand-over is bounded, so a slow embedder holds the crawl's pages
+    # in the page store, not in memory.
     ahead = ExtractAhead(env, summary, hooks)
+    behind: StagesBehind[Prepared, Embedded] = StagesBehind(
+        lambda prep: embed_batch(env, prep, summary, hooks, write=write),
+        lambda prep, embedded: write_batch(env, prep, embedded, state, summary, hooks, write=write),
+    )
     try:
-        seq = 0
+        seq = taken = 0
         pending: tuple[list[FetchedPage], Future[tuple[Extracted, float]]] | None = None
         while True:
             finished = handle.finished()
-            pages = page_store.fetched_after(summary.run_id, seq, limit=BATCH_PAGES)
+            limit = min(BATCH_PAGES, max(FIRST_BATCH_PAGES, taken))
+            pages = page_store.fetched_after(summary.run_id, seq, limit=limit)
             if pages:
-                seq = pages[-1].seq
+                seq, taken = pages[-1].seq, taken + len(pages)
             following = (pages, ahead.submit(pages)) if pages else None
             if pending is not None:
                 batch, future = pending
-                process_batch(env, batch, state, summary, hooks, write=write, extracted=ahead.result(future))
+                behind.submit(
+                    prepare_batch(env, batch, state, summary, hooks, extracted=ahead.result(future))
+                )
             pending = following
             if pending is None and not pages:
                 if finished:
@@ -445,11 +522,13 @@ def crawl_and_sync(
                 time.sleep(POLL_SECONDS)
             if heartbeat is not None:
                 heartbeat.check()
+        behind.drain()
         stats = handle.result()
     except BaseException:
         handle.stop()
         raise
     finally:
+        behind.close()
         ahead.close()
     _finish_crawl(env, mode, handle, stats, state, summary, write)
 
@@ -593,11 +672,15 @@ __all__ = [
     "CrawlSource",
     "CrawlStats",
     "Hooks",
+    "Prepared",
     "RunFailed",
     "RunState",
     "crawl_and_sync",
+    "embed_batch",
     "merge_outcome",
+    "prepare_batch",
     "process_batch",
     "run_ingest",
     "run_shipped_batch",
+    "write_batch",
 ]

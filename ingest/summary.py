@@ -8,6 +8,7 @@ counters (``counts()`` of its result) and the run adds them with :meth:`RunSumma
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ from ingest.model import RunStatus
 
 # Failed URLs listed in the summary (all of them are in `webvec report`).
 MAX_LISTED_FAILURES = 20
+# A run's stages tally from several threads (extraction ahead, embedding, writing: ingest.ahead); one
+# lock for every summary of the process, at module level so that a summary stays plain picklable data.
+_TALLY = threading.RLock()
 
 
 @dataclass
@@ -66,31 +70,35 @@ class RunSummary:
 
     def add(self, counts: Mapping[str, int]) -> None:
         """Add a stage's counters (names of int fields of this class)."""
-        for name, value in counts.items():
-            setattr(self, name, getattr(self, name) + value)
+        with _TALLY:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
 
     def add_time(self, stage: str, seconds: float) -> None:
         """Accumulate time spent in a stage."""
-        self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 4)
+        with _TALLY:
+            self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 4)
 
     def add_skip(self, kind: str, url: str, reason: str, failed: bool) -> None:
         """Count one skipped (or failed) page by kind; failed pages are also listed."""
-        self.skip_reasons[kind] = self.skip_reasons.get(kind, 0) + 1
-        if failed:
-            self.pages_failed += 1
-            if len(self.failed_urls) < MAX_LISTED_FAILURES:
-                self.failed_urls.append([url, reason])
-        else:
-            self.pages_skipped += 1
+        with _TALLY:
+            self.skip_reasons[kind] = self.skip_reasons.get(kind, 0) + 1
+            if failed:
+                self.pages_failed += 1
+                if len(self.failed_urls) < MAX_LISTED_FAILURES:
+                    self.failed_urls.append([url, reason])
+            else:
+                self.pages_skipped += 1
 
     def degrade(self, message: str) -> None:
         """Mark the run degraded (it did what was safe) with the reason; the first reason is kept
         as the message, later ones as warnings."""
-        self.status = RunStatus.DEGRADED
-        if not self.message:
-            self.message = message
-        else:
-            self.warnings.append(message)
+        with _TALLY:
+            self.status = RunStatus.DEGRADED
+            if not self.message:
+                self.message = message
+            else:
+                self.warnings.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""

@@ -12,7 +12,9 @@ N spider processes of one run share, under ``webvec:{crawl}:{run_id}:``:
 - ``pages`` and ``finals``: the ``source.max_pages`` budget and the final URLs stored, for the crawl;
 - ``polite:{host}`` and ``next:{host}``: the crawl-wide per-host concurrency (a sorted set of leases,
   each expiring on its own so a dead process cannot hold one forever) and the time the next request
-  to the host may start (``source.download_delay``, or the host's robots.txt Crawl-delay).
+  to the host may start (``source.download_delay``, or the host's robots.txt Crawl-delay);
+- ``stop``: set when the run stops its spiders early, for the processes Dask workers started
+  (:func:`spiders.process.crawl_on_worker`), which the run cannot signal directly.
 
 The crawl is over when worker 0 has seeded the queue (start URLs, sitemaps), the queue is empty and
 no process has a request in flight (:meth:`Frontier.drained`): a process whose Scrapy engine goes
@@ -111,6 +113,11 @@ class FrontierKeys:
     def seeded(self) -> str:
         """Set once worker 0 has queued the start URLs and fed the sitemaps."""
         return f"{self.base}:seeded"
+
+    @property
+    def stop(self) -> str:
+        """Set when the run stops its spiders (read by those a Dask worker started)."""
+        return f"{self.base}:stop"
 
     def inflight(self, worker: int) -> str:
         """The requests spider process ``worker`` has taken and not finished."""
@@ -242,6 +249,14 @@ class Frontier:
         return released
 
     # -- end of the run ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask every spider process of the run to stop (those a Dask worker started poll for it)."""
+        self.client.set(self.keys.stop, b"1")
+
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called in this run."""
+        return bool(self.client.exists(self.keys.stop))
+
     def clear(self) -> int:
         """Delete every key of this run (queue, fingerprints, in-flight, budgets); how many."""
         names = list(self.client.scan_iter(match=f"{self.keys.base}:*", count=1000))

@@ -26,9 +26,11 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ingest.config import CrawlConfig, load_crawl, resolve_crawl_path, webvec_home
+import yaml
+
+from ingest.config import CrawlConfig, load_crawl, parse_crawl, resolve_crawl_path, webvec_home
 from ingest.errors import WebvecError
 from ingest.run import CrawlMode, CrawlSource, CrawlStats
 from spiders.frontier import Frontier, frontier_url
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
 # Exit status of a spider that hit its own hard deadline (spiders.run): it ran, it is not complete.
 DEADLINE_EXIT = 3
+# How often a spider task on a Dask worker looks for the run's stop flag.
+STOP_POLL_S = 0.5
 
 
 class SpiderRun:
@@ -137,22 +141,51 @@ class SpiderRun:
             shutil.rmtree(Path(self.log_path).parent, ignore_errors=True)
 
 
-def crawl_source_for(crawl: str | Path, environ: Mapping[str, str] | None = None) -> CrawlSource:
+def crawl_source_for(
+    crawl: str | Path, environ: Mapping[str, str] | None = None, launcher: Launcher | None = None
+) -> CrawlSource:
     """The crawl source a crawl definition asks for: the spider for a web site (``source.kind: web``,
-    the default), :class:`ingest.sources.apify.ApifyDatasetSource` for an Apify dataset."""
+    the default), :class:`ingest.sources.apify.ApifyDatasetSource` for an Apify dataset. ``launcher``:
+    the Dask cluster's, for spiders as Dask tasks (see :class:`SpiderCrawler`)."""
     cfg = load_crawl(resolve_crawl_path(crawl))
     if cfg.dataset is not None:
         from ingest.sources.apify import ApifyDatasetSource
 
         return ApifyDatasetSource(environ)
-    return SpiderCrawler(environ)
+    return SpiderCrawler(environ, launcher)
+
+
+class Launcher(Protocol):
+    """Starts :func:`crawl_on_worker` as a task of a Dask cluster and returns its future
+    (``launch_spider`` of :class:`flows.scale.ClientShipper` and :class:`flows.scale.PrefectShipper`)."""
+
+    def __call__(self, crawl_yaml: str, run_id: str, mode: CrawlMode, worker: int) -> SpiderFuture:
+        """Start spider process ``worker`` of run ``run_id`` on a worker of the cluster."""
+        ...
+
+
+class SpiderFuture(Protocol):
+    """A spider task running on the cluster."""
+
+    def done(self) -> bool:
+        """Whether it ended (finished, failed, or every try lost with its worker)."""
+        ...
+
+    def result(self) -> CrawlStats:
+        """Its crawl stats, or its error (a lost task as WebvecError)."""
+        ...
 
 
 class SpiderCrawler:
-    """Starts the spider subprocess for a run (:class:`ingest.run.CrawlSource`)."""
+    """Starts the spider subprocess for a run (:class:`ingest.run.CrawlSource`).
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    ``launcher``: with ``scale.spiders`` > 1 and ``scale.task_runner: dask``, the processes are started
+    by Dask tasks on the cluster's workers (:func:`crawl_on_worker`) instead of as this process's
+    children."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, launcher: Launcher | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self.launcher = launcher
 
     def start(
         self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
@@ -188,9 +221,14 @@ class SpiderCrawler:
                 f"cannot reach the crawl frontier ({cfg.scale.frontier_url_env}): {type(exc).__name__}"
             ) from None
         frontier.clear()  # a fresh run id has nothing there; a reused one must not inherit a queue
-        runs: list[SpiderRun] = []
+        runs: list[SpiderRun | RemoteSpider] = []
         try:
             for worker in range(cfg.scale.spiders):
+                if self.launcher is not None and not dry_run:
+                    text = crawl_path.read_text(encoding="utf-8")
+                    future = self.launcher(text, run_id, mode, worker)
+                    runs.append(RemoteSpider(future, frontier, run_id, worker))
+                    continue
                 runs.append(
                     self._start_one(
                         cfg,
@@ -277,7 +315,7 @@ def merge_stats(stats: list[dict[str, Any]], *, workers: int, lost: int, drained
 class FrontierCrawl:
     """The spider processes of one run sharing a Redis frontier (:class:`ingest.run.CrawlHandle`)."""
 
-    def __init__(self, runs: list[SpiderRun], frontier: Frontier) -> None:
+    def __init__(self, runs: list[SpiderRun | RemoteSpider], frontier: Frontier) -> None:
         self.runs = runs
         self.frontier = frontier
         self.log_path = runs[0].log_path
@@ -351,3 +389,71 @@ class FrontierCrawl:
         if not self._cleared:
             self._cleared = True
             self.frontier.clear()
+
+
+# -- spiders as Dask tasks ---------------------------------------------------------------------------
+def crawl_on_worker(crawl_yaml: str, run_id: str, mode: CrawlMode, worker: int) -> CrawlStats:
+    """Spider process ``worker`` of a run's shared frontier, started by the Dask worker this runs on
+    (``scale.spiders`` > 1 with ``scale.task_runner: dask``); its crawl stats when it ends.
+
+    Only the crawl definition's text travels (it holds no secrets); the page store (the crawl's
+    shared ledger, ``state.url_env``) and the frontier's Redis (``scale.frontier_url_env``) are read
+    from this worker's environment, as a batch reads them. The process dies with the worker process
+    (parent-death signal); the Dask scheduler then runs this task again on another worker, and that
+    try first puts back on the queue what the dead process held in flight. The task secedes from the
+    worker's thread pool: a crawl lasts the whole run and must not hold a slot batches need. The run
+    stops it through the frontier's stop flag (:meth:`Frontier.request_stop`)."""
+    try:
+        from distributed import secede
+
+        secede()  # type: ignore[no-untyped-call]
+    except (ImportError, ValueError):  # not on a Dask worker's thread (called directly)
+        pass
+    cfg = parse_crawl(yaml.safe_load(crawl_yaml), "the run's crawl definition")
+    frontier = Frontier.connect(frontier_url(cfg), cfg.name, run_id, workers=cfg.scale.spiders)
+    frontier.requeue(worker)  # left by an earlier try whose worker died; nothing on a first try
+    frontier.release_leases(worker)
+    with tempfile.TemporaryDirectory(prefix="webvec-spider-task-") as tmp:
+        path = Path(tmp) / f"{cfg.name}.yaml"
+        path.write_text(crawl_yaml, encoding="utf-8")
+        run = SpiderCrawler()._start_one(
+            cfg, path, run_id, page_store=cfg.state_url(), mode=mode, dry_run=False, worker=worker
+        )
+        while not run.finished():
+            if frontier.stop_requested():
+                run.stop()
+                return CrawlStats(complete=False, seconds=0.0, raw={"stopped": True})
+            time.sleep(STOP_POLL_S)
+        return run.result()
+
+
+class RemoteSpider:
+    """A spider process a Dask task started (:func:`crawl_on_worker`), as :class:`FrontierCrawl` sees
+    it: the same three calls as :class:`SpiderRun`."""
+
+    def __init__(self, future: SpiderFuture, frontier: Frontier, run_id: str, worker: int) -> None:
+        self.future, self.frontier, self.worker = future, frontier, worker
+        suffix = f"-{worker}" if worker else ""
+        self.log_path = f"$WEBVEC_HOME/logs/{run_id}.spider{suffix}.log on the Dask worker that ran it"
+
+    def finished(self) -> bool:
+        """Whether the task has ended."""
+        return self.future.done()
+
+    def result(self) -> CrawlStats:
+        """Its stats; WebvecError when it failed or every worker that ran it died."""
+        try:
+            return self.future.result()
+        except WebvecError:
+            raise
+        except Exception as exc:  # KilledWorker and the like: one line, no remote traceback
+            raise WebvecError(
+                f"spider {self.worker} on the Dask cluster failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def stop(self) -> None:
+        """Raise the run's stop flag and give the task a moment to stop its process."""
+        self.frontier.request_stop()
+        deadline = time.monotonic() + STOP_GRACE_S + 2 * STOP_POLL_S
+        while not self.future.done() and time.monotonic() < deadline:
+            time.sleep(0.1)

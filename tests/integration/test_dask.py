@@ -9,11 +9,14 @@ split in two), against a stand-in that answers 429 beyond it.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,10 @@ from ingest.run import RunFailed
 from ingest.state import StateDB
 from ingest.stores import make_store
 from tests.integration.conftest import ingest
-from tests.integration.sites import topic_site
+from tests.integration.sites import page_html, prose, topic_site
 from tests.servers.chroma_server import chroma_server
 from tests.servers.dask_cluster import dask_cluster
+from tests.servers.fault_site import FaultSite, Reply
 from tests.servers.openai_server import OpenAIServer, start_openai_server
 
 pytestmark = [pytest.mark.server, pytest.mark.postgres]
@@ -124,13 +128,14 @@ def _envs_built() -> int:
 
 
 def _dask_run(crawl: Path) -> dict[str, Any]:
-    """A run as ``webvec run`` does it without a Prefect API: batches through a plain Dask client."""
+    """A run as ``webvec run`` does it without a Prefect API: batches (and, with ``scale.spiders`` > 1,
+    the spider processes) through a plain Dask client."""
     from flows.scale import dask_shipper
     from ingest.run import run_ingest
     from spiders.process import SpiderCrawler
 
     with dask_shipper(load_crawl(crawl)) as shipper:
-        return run_ingest(crawl, SpiderCrawler(), shipper=shipper).to_dict()
+        return run_ingest(crawl, SpiderCrawler(launcher=shipper.launch_spider), shipper=shipper).to_dict()
 
 
 def test_a_prefect_flow_on_dask_writes_the_store_a_single_process_run_writes(
@@ -334,3 +339,143 @@ def test_an_unset_scheduler_variable_is_one_clear_line(setup: Setup, monkeypatch
     monkeypatch.delenv("WEBVEC_DASK_SCHEDULER", raising=False)
     with pytest.raises(ConfigError, match="WEBVEC_DASK_SCHEDULER is not set"):
         _dask_run(setup.distributed)
+
+
+# -- spiders as Dask tasks ------------------------------------------------------------------------------
+SPIDER_PAGES = [f"/t{i}.html" for i in range(12)]
+DELAY = 0.3
+SLACK = 0.1  # a request is noted when the server's handler thread runs, a little after it arrived
+
+
+def _redis_url() -> str:
+    import redis
+
+    url = os.environ.get("WEBVEC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.skip(f"Redis at WEBVEC_TEST_REDIS_URL ({url}) does not answer: {type(exc).__name__}")
+    finally:
+        client.close()
+    return url
+
+
+def _linked_site() -> dict[str, Reply]:
+    """Every page links to every other and to one page robots.txt forbids."""
+    links = ["/", *SPIDER_PAGES, "/private.html"]
+    routes = {
+        "/robots.txt": Reply.text("User-agent: *\nDisallow: /private.html\n"),
+        "/": Reply(200, page_html("Home", [("Index", prose("the index", 0))], links)),
+        "/private.html": Reply.page("Private"),
+    }
+    for i, path in enumerate(SPIDER_PAGES):
+        sections = [(f"Part {j}", prose(f"topic {i}", j, salt=f" number {i}")) for j in range(2)]
+        routes[path] = Reply(200, page_html(f"Topic {i}", sections, links))
+    return routes
+
+
+def test_two_spiders_as_dask_tasks_fetch_each_page_once_politely_into_the_single_process_store(
+    tmp_path: Path, write_crawl, databases, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    _check_spiders_on_dask(tmp_path, write_crawl, databases, monkeypatch, _dask_run, {})
+
+
+def test_spiders_as_prefect_tasks_of_a_flow_run_on_dask(
+    tmp_path: Path, write_crawl, databases, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from flows.ingest import ingest_flow_for
+
+    def flow_run(crawl: Path) -> dict[str, Any]:
+        result: dict[str, Any] = ingest_flow_for(str(crawl))(str(crawl))
+        return result
+
+    _check_spiders_on_dask(
+        tmp_path, write_crawl, databases, monkeypatch, flow_run, {"PREFECT_API_URL": prefect_api}
+    )
+
+
+def _check_spiders_on_dask(  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    write_crawl,
+    databases,
+    monkeypatch: pytest.MonkeyPatch,
+    run: Callable[[Path], dict[str, Any]],
+    cluster_env: dict[str, str],
+) -> None:
+    """A crawl with ``spiders: 2`` on a Dask cluster against a counting site, then the checks: each page
+    fetched once, robots and politeness across both spiders, the single-process run's store."""
+    redis_url = _redis_url()
+    monkeypatch.setattr("ingest.run.BATCH_PAGES", 4)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("WEBVEC_REF_STATE", databases())
+    monkeypatch.setenv("WEBVEC_STATE_URL", databases())
+    monkeypatch.setenv("WEBVEC_TEST_FRONTIER", redis_url)
+    suffix = uuid.uuid4().hex[:6]  # the frontier's keys are the crawl's: one name per test run
+    with (
+        FaultSite(_linked_site()) as site,
+        chroma_server(tmp_path / "chroma") as chroma,
+        start_openai_server(api_key="sk-test", latency_s=0.05) as oai,
+    ):
+        common: dict[str, Any] = {
+            "source": {"sitemaps": [], "concurrency": 1, "download_delay": DELAY},
+            "embedder": {"kind": "openai", "base_url": oai.base_url, "max_batch_inputs": MAX_INPUTS},
+            "store": {"kind": "chroma", "host": chroma.host, "port": chroma.port},
+        }
+        reference = write_crawl(
+            site.url, name=f"reference-{suffix}", state={"url_env": "WEBVEC_REF_STATE"}, **common
+        )
+        scale = {"task_runner": "dask", "dask_address_env": "WEBVEC_DASK_SCHEDULER"}
+        distributed = write_crawl(
+            site.url,
+            name=f"spiders-{suffix}",
+            state={"url_env": "WEBVEC_STATE_URL"},
+            scale={**scale, "spiders": 2, "frontier_url_env": "WEBVEC_TEST_FRONTIER"},
+            **common,
+        )
+        first = ingest(reference)
+        assert first["status"] == "ok" and first["pages_new"] == len(SPIDER_PAGES) + 1
+        expected_texts = set(oai.texts)
+        oai.reset_counters()
+        seen = len(site.hits)
+
+        env = _cluster_env({"WEBVEC_TEST_FRONTIER": redis_url, **cluster_env})
+        with dask_cluster(tmp_path / "dask", env) as cluster:
+            monkeypatch.setenv("WEBVEC_DASK_SCHEDULER", cluster.address)
+            summary = run(distributed)
+        assert summary["status"] == "ok", summary["message"]
+        assert "Dask worker" in summary["spider_log"]  # the spiders ran as tasks, not as our children
+        hits = site.hits[seen:]
+        fetched = Counter(hit.path for hit in hits)
+        # Every page fetched exactly once by the two spiders together; the forbidden one never; robots.txt
+        # at most once per spider process.
+        assert all(fetched[path] == 1 for path in ["/", *SPIDER_PAGES]), fetched
+        assert fetched["/private.html"] == 0 and 1 <= fetched["/robots.txt"] <= 2
+        # Politeness for the whole crawl: concurrency 1 and DELAY apart, whichever spider asked.
+        arrivals = sorted(hit.at for hit in hits)
+        assert min(b - a for a, b in pairwise(arrivals)) >= DELAY - SLACK
+        # Both spider processes took pages off the shared queue.
+        logs = Path(os.environ["WEBVEC_HOME"]) / "logs"
+        stored = [
+            json.loads((logs / f"{summary['run_id']}.stats{tail}.json").read_text())["pages_stored"]
+            for tail in ("", "-1")
+        ]
+        assert all(n > 0 for n in stored) and sum(stored) == len(SPIDER_PAGES) + 1, stored
+        # Each distinct text embedded once, and the store and ledger a single-process run writes.
+        assert set(oai.texts) == expected_texts and all(n == 1 for n in oai.texts.values())
+        assert summary["pages_new"] == first["pages_new"] and summary["chunks"] == first["chunks"]
+        cfg_ref, cfg_dist = load_crawl(reference), load_crawl(distributed)
+        ref_ids = make_store(cfg_ref.store, cfg_ref.name).list_ids()
+        ids = make_store(cfg_dist.store, cfg_dist.name).list_ids()
+        assert len(ids) == len(set(ids)) and set(ids) == set(ref_ids)
+        assert Setup(reference, distributed, oai).pages(distributed) == Setup(
+            reference, distributed, oai
+        ).pages(reference)
+        # The run's frontier keys are gone.
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            assert list(client.scan_iter(match=f"webvec:spiders-{suffix}:*")) == []
+        finally:
+            client.close()

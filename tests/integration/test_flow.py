@@ -106,6 +106,9 @@ def test_ingest_with_openai_and_pinecone(prefect_api, site, write_crawl, monkeyp
             assert summary["vectors_written"] == store.count() == len(db.all_chunks("cloudy")) > 0
             assert summary["target"] == store.target and "/cloudy/prod" in store.target
             assert oai.ok_requests >= 1 and summary["tokens_embedded"] > 0
+            # The tokens the summary reports (and prices) are those the server billed: chunks in their
+            # context (title, headings), not the bare chunks.
+            assert summary["tokens_embedded"] == oai.tokens
             assert summary["estimated_cost_usd"] == pytest.approx(summary["tokens_embedded"] * 0.02 / 1e6)
             assert pinecone.upserts() and max(r.vectors for r in pinecone.upserts()) <= 1000
             right = sum(

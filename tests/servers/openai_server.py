@@ -40,6 +40,7 @@ import contextlib
 import json
 import math
 import re
+import signal
 import socket
 import threading
 import time
@@ -721,6 +722,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rpm", type=int, default=None, help="requests per window before 429")
     parser.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds")
     args = parser.parse_args(argv)
+    # A benchmark stops it with SIGTERM (a background job's children ignore SIGINT): end as on Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = start_openai_server(
         api_key=args.api_key or None,
         latency_s=args.latency,
@@ -735,6 +739,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # What it answered, for the benchmark that started it (one JSON line on stdout), before the
+        # stop, which waits for the handler threads of keep-alive connections.
+        answered = {
+            "ok_requests": server.ok_requests,
+            "tokens": server.tokens,
+            "statuses": dict(server.statuses),
+        }
+        print(json.dumps(answered), flush=True)
         server.stop()
 
 

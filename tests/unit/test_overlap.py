@@ -3,14 +3,17 @@ is embedded and written. Ordering is checked, not speed (speed is in `make bench
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import pytest
 import yaml
 
+from ingest.ahead import StagesBehind
 from ingest.bookkeeping import Hooks
 from ingest.run import BATCH_PAGES, CrawlMode, CrawlStats, run_ingest
 from ingest.state import FetchedPage, StateDB
@@ -73,7 +76,10 @@ class RecordingHooks(Hooks):
         return sorted((e for e in self.events if e[0] == name), key=lambda e: e[1])
 
 
-def test_next_batch_is_extracted_while_the_current_one_is_embedded(tmp_path: Path) -> None:
+def test_next_batch_is_extracted_while_the_current_one_is_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
     crawl = tmp_path / "overlap.yaml"
     crawl.write_text(
         yaml.safe_dump(
@@ -98,3 +104,140 @@ def test_next_batch_is_extracted_while_the_current_one_is_embedded(tmp_path: Pat
         assert extracts[n + 1][3] != embeds[n][3]
     # Never more than one batch ahead: batch n+2 is not extracted before batch n's embedding began.
     assert extracts[2][1] >= embeds[0][1]
+
+
+class SlowStagesHooks(RecordingHooks):
+    """Embedding and writing both take a while, as with a remote embedder and a remote store."""
+
+    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if name == "write":
+            time.sleep(0.5)
+        return super().stage(name, fn, *args, **kwargs)
+
+
+def test_embedding_overlaps_planning_writing_and_committing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
+    crawl = tmp_path / "behind.yaml"
+    crawl.write_text(
+        yaml.safe_dump(
+            {
+                "name": "behind",
+                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
+                "embedder": {"kind": "fake", "dimension": 32},
+                "store": {"kind": "memory"},
+                "extract": {"workers": 1},
+                "dedup": {"near_duplicates": False},
+            }
+        )
+    )
+    hooks = SlowStagesHooks()
+    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
+    assert summary.status == "ok" and summary.pages_new == PAGES and summary.chunks_quarantined == 0
+    chunks, embeds = hooks.of("chunk"), hooks.of("embed")
+    writes, commits = hooks.of("write"), hooks.of("commit")
+    assert len(chunks) == len(embeds) == len(writes) == len(commits) == 3
+    for n in range(2):
+        # Batch n+1 is planned and chunked while batch n is embedded, and embedded while n is written.
+        assert chunks[n + 1][1] < embeds[n][2]
+        assert embeds[n + 1][1] < writes[n][2]
+        assert len({chunks[n][3], embeds[n][3], writes[n][3]}) == 3  # three threads
+    for n in range(3):
+        # A batch is written after its own embedding and committed after its own write, in order.
+        assert embeds[n][2] <= writes[n][1] and writes[n][2] <= commits[n][1]
+        if n:
+            assert commits[n - 1][2] <= writes[n][1]
+    # Every page is in the ledger, with its chunks, as when the stages ran one after another.
+    db = StateDB(f"sqlite:///{os.environ['WEBVEC_HOME']}/state.db")
+    try:
+        rows = db.pages_by_url("behind", [f"http://site.test/p{i}.html" for i in range(PAGES)])
+    finally:
+        db.close()
+    assert len(rows) == PAGES
+    assert summary.vectors_written == summary.chunks > 0
+
+
+class BatchSizes(Hooks):
+    """Records how many pages each extraction took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if name == "extract":
+            self.sizes.append(len(args[0]))  # type: ignore[arg-type]
+        return fn(*args, **kwargs)
+
+
+def test_first_batches_are_small_and_double_up_to_the_batch_size(tmp_path: Path) -> None:
+    crawl = tmp_path / "slowstart.yaml"
+    crawl.write_text(
+        yaml.safe_dump(
+            {
+                "name": "slowstart",
+                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
+                "embedder": {"kind": "fake", "dimension": 32},
+                "store": {"kind": "memory"},
+                "extract": {"workers": 1},
+                "dedup": {"near_duplicates": False},
+            }
+        )
+    )
+    hooks = BatchSizes()
+    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
+    assert summary.status == "ok" and summary.pages_new == PAGES
+    # The embedder gets its first texts after 8 pages, not 64; then the batches double to BATCH_PAGES.
+    assert hooks.sizes == [8, 8, 16, 32, 64, PAGES - 128]
+
+
+def test_stages_behind_keeps_order_and_stops_at_the_first_failure() -> None:
+    embedded: list[int] = []
+    written: list[tuple[int, str]] = []
+
+    def embed(n: int) -> str:
+        if n == 2:
+            raise ValueError("embedder refused batch 2")
+        embedded.append(n)
+        time.sleep(0.05)
+        return f"v{n}"
+
+    behind: StagesBehind[int, str] = StagesBehind(embed, lambda n, v: written.append((n, v)), depth=2)
+    try:
+        behind.submit(0)
+        behind.submit(1)
+        with pytest.raises(ValueError, match="batch 2"):
+            for n in range(2, 6):
+                behind.submit(n)
+            behind.drain()
+    finally:
+        behind.close()
+    assert written == [(0, "v0"), (1, "v1")]  # in order; nothing written after the failure
+    assert embedded[:2] == [0, 1] and 2 not in embedded
+    assert len(embedded) <= 3  # at most the one batch already queued behind the failed one
+
+
+def test_stages_behind_holds_at_most_depth_batches() -> None:
+    written: list[int] = []
+    returned: dict[int, int] = {}  # batch → batches written when its submit returned
+    gate = threading.Event()
+
+    def write(n: int, _: int) -> None:
+        gate.wait(5)
+        written.append(n)
+
+    behind: StagesBehind[int, int] = StagesBehind(lambda n: n, write, depth=2)
+    try:
+        timer = threading.Timer(0.3, gate.set)
+        timer.start()
+        for n in range(4):
+            behind.submit(n)
+            returned[n] = len(written)
+        behind.drain()
+        timer.cancel()
+    finally:
+        behind.close()
+    assert written == [0, 1, 2, 3]
+    # Batches 0 and 1 fit; batch 2 waits for batch 0's write, batch 3 for batch 1's.
+    assert returned[0] == returned[1] == 0 and returned[2] >= 1 and returned[3] >= 2

@@ -131,27 +131,30 @@ class OpenAIEmbedder:
 
     @property
     def _request_tokens(self) -> int:
-        """Tokens per request, at most: ``max_request_tokens``, and a twentieth of ``tokens_per_minute``
-        (a request above the TPM limit always gets a 429, and big requests against a per-minute window
-        waste it: see :attr:`_paced_tpm`)."""
+        """Tokens per request, at most: ``max_request_tokens``, and a second's worth of
+        ``tokens_per_minute`` (a request above the TPM limit always gets a 429, and each request's
+        size is part of the margin kept below the cap: see :attr:`_paced_tpm`)."""
         tpm = self.cfg.tokens_per_minute
         return (
             self.cfg.max_request_tokens
             if tpm is None
-            else max(1, min(self.cfg.max_request_tokens, tpm // 20))
+            else max(1, min(self.cfg.max_request_tokens, tpm // 60))
         )
 
     @property
     def _paced_tpm(self) -> int | None:
-        """The token rate the client keeps to. OpenAI counts tokens over a sliding minute; a client
-        spending at exactly the cap still puts one request and one burst too many into some minute
-        (the bucket lets a request go before its cost is repaid) and gets a 429, which halves the rate
-        for a while. Keeping that margin below the cap — one request (a twentieth of it at most) and
-        the burst — gives up ~7% of the cap instead."""
+        """The token rate the client keeps to. OpenAI counts tokens over a sliding minute; the
+        client's bucket lets through, in any minute, a minute's refill plus its capacity (one
+        second's burst) plus the request that took it into debt. Paced at exactly the cap, some minute
+        gets that much too many and a 429, which halves the rate for a while; so the refill is kept
+        that far below the cap — a burst and a request, a second's worth each — and one second's
+        worth more for requests that reach the server later than they were paced (a busy process
+        delays its sending threads: at half a second's worth, the Python docs on the stand-in still
+        got a 429). 5% of the cap in all."""
         tpm = self.cfg.tokens_per_minute
         if tpm is None:
             return None
-        margin = self._request_tokens + tpm * OPENAI_RATE_LIMIT_BURST_S / 60
+        margin = self._request_tokens + 2 * tpm * OPENAI_RATE_LIMIT_BURST_S / 60
         return max(1, tpm // 2, int(tpm - margin))
 
     # -- configuration ---------------------------------------------------------------------------
