@@ -27,3 +27,23 @@ def test_print_version_is_a_near_duplicate_and_other_pages_are_not() -> None:
 def test_fingerprint_fits_a_signed_bigint_and_is_stable() -> None:
     fp = simhash("some words that make up a page of text " * 20)
     assert -(2**63) <= fp < 2**63 and fp == simhash("some words that make up a page of text " * 20)
+
+
+def test_index_finds_the_closest_kept_page_as_a_scan_would() -> None:
+    import random
+
+    rng = random.Random(3)
+    kept = [(f"http://h/{i}.html", rng.getrandbits(64) - (1 << 63)) for i in range(3000)]  # past 1024
+    index = NearDuplicateIndex(kept)
+
+    def scan(url: str, fp: int) -> str | None:
+        near = [(distance(fp, other), u) for u, other in kept if u != url and distance(fp, other) <= 6]
+        return min(near)[1] if near else None
+
+    probes = [(u, fp ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))) for u, fp in kept[:200]]
+    probes += [("http://h/new.html", rng.getrandbits(64) - (1 << 63)) for _ in range(200)]
+    for url, fp in probes:
+        assert index.find(url, fp) == scan(url, fp)
+    # A page is not its own duplicate; a copy of it under another URL is.
+    url, fp = kept[0]
+    assert index.find(url, fp) == scan(url, fp) and index.find("http://h/copy.html", fp) == url

@@ -198,3 +198,23 @@ def test_the_embedding_cache_keeps_or_replaces(db: StateDB) -> None:
     assert set(got) == {"a", "b"} and got["a"][0] == 1  # an existing entry is kept
     db.cache_vectors("mk", {"a": np.zeros(4, dtype=np.float32) + 3}, replace=True)
     assert db.cached_vectors("mk", ["a"])["a"][0] == 3
+
+
+def test_batch_lookups_by_document_use_an_index_and_older_ledgers_get_it(tmp_path: Path) -> None:
+    # A commit deletes a batch's chunks by (crawl, doc_id): with only a doc_id index SQLite used the
+    # primary key's crawl prefix and read every chunk of the crawl for each batch.
+    path = tmp_path / "old.db"
+    StateDB(f"sqlite:///{path}").close()
+    with sa.create_engine(f"sqlite:///{path}").begin() as conn:  # a ledger as webvec wrote it before
+        for name in ("ix_chunks_crawl_doc_id", "ix_quarantine_crawl_doc_id", "ix_pages_crawl_alias_of"):
+            conn.exec_driver_sql(f"DROP INDEX {name}")
+        conn.exec_driver_sql("CREATE INDEX ix_chunks_doc_id ON chunks (doc_id)")
+    StateDB(f"sqlite:///{path}").close()  # opening it adds what is missing
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        for sql in (
+            "DELETE FROM chunks WHERE crawl = 'c' AND doc_id IN ('a', 'b')",
+            "DELETE FROM quarantine WHERE crawl = 'c' AND doc_id IN ('a', 'b')",
+            "DELETE FROM pages WHERE crawl = 'c' AND alias_of IN ('a', 'b')",
+        ):
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "doc_id=?" in plan or "alias_of=?" in plan, plan
