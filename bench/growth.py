@@ -159,34 +159,6 @@ def _crawl(url: str, pages: int, store: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _timed_run(
-    pages: int,
-    url: str,
-    store: dict[str, Any],
-    others: dict[int, str],
-    env: dict[str, str],
-    work: Path,
-    sample_s: float,
-) -> tuple[str, str, float, subprocess.Popen[str], TreeSampler, tuple[tuple[float, ...], tuple[float, ...]]]:
-    """``webvec run --json`` as a subprocess, its tree (and ``others``) sampled meanwhile."""
-    crawl_path = work / f"generated-{pages}.yaml"
-    crawl_path.write_text(yaml.safe_dump(_crawl(url, pages, store)))
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", str(crawl_path), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    sampler = TreeSampler(proc.pid, sample_s, others).start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    sampler.stop()
-    return out, err, wall, proc, sampler, (load_before, os.getloadavg())
-
-
 @contextlib.contextmanager
 def _store(kind: str, work: Path) -> Iterator[tuple[dict[str, Any], dict[int, str]]]:
     """The crawl's ``store:`` and the store server's root process to sample (none for embedded Chroma)."""
@@ -209,12 +181,24 @@ def measure(pages: int, sample_s: float, work: Path, store_kind: str = "chroma")
         with _store(store_kind, work / f"store-{pages}") as (store, others):
             env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no Prefect, as a new user
             env.update({"WEBVEC_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"})
-            out, err, wall, proc, sampler, loads = _timed_run(
-                pages, server.url, store, others, env, work, sample_s
+            crawl_path = work / f"generated-{pages}.yaml"
+            crawl_path.write_text(yaml.safe_dump(_crawl(server.url, pages, store)))
+            load_before = os.getloadavg()
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flows.cli", "run", str(crawl_path), "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
+            sampler = TreeSampler(proc.pid, sample_s, others).start()
+            out, err = proc.communicate()
+            wall = time.perf_counter() - started
+            sampler.stop()
+            load_after = os.getloadavg()
     finally:
         server.stop()
-    load_before, load_after = loads
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"webvec run failed ({proc.returncode}): {err.strip()[-2000:]}")
     summary = json.loads(out.strip().splitlines()[-1])

@@ -209,7 +209,7 @@ def prepare_batch(
     )
     chunked.tally(summary)
     hooks.progress("embedded", 0, len(chunked.flat))
-    return Prepared(planned, chunked, dict(ledger), outcomes)
+    return Prepared(planned, chunked, ledger, outcomes)
 
 
 def embed_batch(

@@ -54,6 +54,25 @@ class PagesCrawler:
         return Finished()
 
 
+def write_crawl(folder: Path, name: str) -> Path:
+    """A crawl of the pages :class:`PagesCrawler` writes: fake embedder, in-memory store, one
+    extraction worker, no near-duplicate detection."""
+    crawl = folder / f"{name}.yaml"
+    crawl.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
+                "embedder": {"kind": "fake", "dimension": 32},
+                "store": {"kind": "memory"},
+                "extract": {"workers": 1},
+                "dedup": {"near_duplicates": False},
+            }
+        )
+    )
+    return crawl
+
+
 class RecordingHooks(Hooks):
     """Records when each stage ran; the embed stage is made slow, as a remote embedder is."""
 
@@ -80,19 +99,7 @@ def test_next_batch_is_extracted_while_the_current_one_is_embedded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
-    crawl = tmp_path / "overlap.yaml"
-    crawl.write_text(
-        yaml.safe_dump(
-            {
-                "name": "overlap",
-                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
-                "embedder": {"kind": "fake", "dimension": 32},
-                "store": {"kind": "memory"},
-                "extract": {"workers": 1},
-                "dedup": {"near_duplicates": False},
-            }
-        )
-    )
+    crawl = write_crawl(tmp_path, "overlap")
     hooks = RecordingHooks()
     summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
     assert summary.status == "ok" and summary.pages_new == PAGES
@@ -120,19 +127,7 @@ def test_embedding_overlaps_planning_writing_and_committing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
-    crawl = tmp_path / "behind.yaml"
-    crawl.write_text(
-        yaml.safe_dump(
-            {
-                "name": "behind",
-                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
-                "embedder": {"kind": "fake", "dimension": 32},
-                "store": {"kind": "memory"},
-                "extract": {"workers": 1},
-                "dedup": {"near_duplicates": False},
-            }
-        )
-    )
+    crawl = write_crawl(tmp_path, "behind")
     hooks = SlowStagesHooks()
     summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
     assert summary.status == "ok" and summary.pages_new == PAGES and summary.chunks_quarantined == 0
@@ -173,19 +168,7 @@ class BatchSizes(Hooks):
 
 
 def test_first_batches_are_small_and_double_up_to_the_batch_size(tmp_path: Path) -> None:
-    crawl = tmp_path / "slowstart.yaml"
-    crawl.write_text(
-        yaml.safe_dump(
-            {
-                "name": "slowstart",
-                "source": {"start_urls": ["http://site.test/"], "allow_private_networks": True},
-                "embedder": {"kind": "fake", "dimension": 32},
-                "store": {"kind": "memory"},
-                "extract": {"workers": 1},
-                "dedup": {"near_duplicates": False},
-            }
-        )
-    )
+    crawl = write_crawl(tmp_path, "slowstart")
     hooks = BatchSizes()
     summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
     assert summary.status == "ok" and summary.pages_new == PAGES
