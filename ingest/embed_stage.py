@@ -92,14 +92,28 @@ def embed_chunks(
     refused: dict[str, str] = {}
     if missing and write:
         model = reduced.inner if reduced is not None else embedder
-        vectors, bad = embed_partial(model, [t for _, t, _ in missing], progress)
+        # The model's own vectors go to the cache under this key: the full model's for a reduced one.
+        raw_key = str(source_key) if reduced is not None else model_key
+        kept_early: set[int] = set()
+
+        def keep(start: int, rows: np.ndarray, rejected: Mapping[int, str]) -> None:
+            # Each request's vectors are cached as soon as it is answered: a batch that fails later,
+            # or whose process is killed, has not paid in vain (a re-run, on any worker, reads them).
+            done = [i for i in range(len(rows)) if i not in rejected]
+            db.cache_vectors(raw_key, {missing[start + i][0]: rows[i] for i in done}, replace=bypass_cache)
+            kept_early.update(start + i for i in done)
+
+        vectors, bad = embed_partial(model, [t for _, t, _ in missing], progress, keep)
         kept = [i for i in range(len(missing)) if i not in bad]
         refused = {missing[i][0]: reason for i, reason in bad.items()}
-        if reduced is not None and kept:
-            db.cache_vectors(str(source_key), {missing[i][0]: vectors[i] for i in kept}, replace=bypass_cache)
+        late = [i for i in kept if i not in kept_early]  # from an embedder that answers whole calls only
+        if late:
+            db.cache_vectors(raw_key, {missing[i][0]: vectors[i] for i in late}, replace=bypass_cache)
+        if reduced is not None:
             vectors = reduced.project(vectors)  # rejected rows (NaN) project to rows that are dropped
         new = {missing[i][0]: vectors[i] for i in kept}
-        db.cache_vectors(model_key, new, replace=bypass_cache)
+        if reduced is not None:
+            db.cache_vectors(model_key, new, replace=bypass_cache)
         fresh.update(new)
     known = {**cached, **fresh}
     return Embedded(

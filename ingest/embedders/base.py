@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -12,6 +12,9 @@ from ingest.errors import InputRejectedError, PermanentError
 
 Vectors = NDArray[np.float32]
 Progress = Callable[[int], None]
+# A finished piece of an ``embed`` call: (index of its first input, its rows, rejected rows → why, as
+# indices into those rows). Rejected rows are NaN.
+OnPart = Callable[[int, Vectors, Mapping[int, str]], None]
 
 
 @runtime_checkable
@@ -105,16 +108,35 @@ def rejection_message(who: str, rejected: dict[int, str], n: int, *, shown: int 
     return f"{who}: {len(items)} of {n} inputs rejected ({parts}{more}); the others were embedded"
 
 
+@runtime_checkable
+class EmbedsInParts(Protocol):
+    """An embedder that hands each piece of its work over as soon as it is done (the OpenAI embedder:
+    each request), so that its caller can keep what was paid for before the rest of the call ends."""
+
+    def embed_in_parts(self, texts: Sequence[str], progress: Progress | None, on_part: OnPart) -> Vectors:
+        """``embed(texts, progress)``, calling ``on_part`` with each piece's rows when that piece is
+        done, from worker threads but never two calls at once; an exception it raises aborts the call."""
+        ...
+
+
 def embed_partial(
-    embedder: Embedder, texts: Sequence[str], progress: Progress | None = None
+    embedder: Embedder,
+    texts: Sequence[str],
+    progress: Progress | None = None,
+    on_part: OnPart | None = None,
 ) -> tuple[Vectors, dict[int, str]]:
     """``embedder.embed(texts)``, with input-level rejections returned instead of raised.
 
     Returns ``(vectors, rejected)``: ``rejected`` maps the index of each rejected text to why (empty
-    when all were embedded); their rows of ``vectors`` are NaN. Every other error is raised as usual.
+    when all were embedded); their rows of ``vectors`` are NaN. ``on_part``, when given, is called
+    with each piece as it is done, by an :class:`EmbedsInParts` embedder only (others are called
+    whole, and never call it). Every other error is raised as usual.
     """
     try:
-        vectors = embedder.embed(texts) if progress is None else embedder.embed(texts, progress)
+        if on_part is not None and isinstance(embedder, EmbedsInParts):
+            vectors = embedder.embed_in_parts(texts, progress, on_part)
+        else:
+            vectors = embedder.embed(texts) if progress is None else embedder.embed(texts, progress)
     except InputRejectedError as err:
         return err.vectors, dict(err.rejected)
     return vectors, {}
@@ -124,6 +146,8 @@ __all__ = [
     "ALL_ZERO",
     "NON_FINITE",
     "Embedder",
+    "EmbedsInParts",
+    "OnPart",
     "Progress",
     "Vectors",
     "embed_partial",

@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -435,6 +436,74 @@ def test_progress_counts_each_request(make: Make, server: OpenAIServer) -> None:
     make(max_batch_inputs=3, max_concurrency=2).embed(texts_of(7), progress=done.append)
     assert sorted(done) == [1, 3, 3]
     make().embed(texts_of(2))  # progress is optional
+
+
+def test_each_answered_request_is_handed_over_before_a_later_one_fails(
+    make: Make, server: OpenAIServer
+) -> None:
+    # Issue 10: what was billed is kept even when the call fails (or its process dies) afterwards.
+    texts = texts_of(6)
+    texts[3] = f"page 3 {NAN_MARKER}"
+    parts: list[tuple[int, np.ndarray, dict[int, str]]] = []
+    done: list[int] = []
+    server.inject(Fault(), Fault(), Fault(dimension=3))
+    with pytest.raises(PermanentError, match="dimension 3"):
+        make(max_batch_inputs=2, max_concurrency=1).embed_in_parts(
+            texts,
+            done.append,
+            lambda start, rows, rejected: parts.append((start, rows.copy(), dict(rejected))),
+        )
+    assert [(start, len(rows)) for start, rows, _ in parts] == [(0, 2), (2, 2)]
+    assert done == [2, 2]  # progress as before, one call per request
+    for start, rows, _ in parts:
+        for i, row in enumerate(rows):
+            if start + i != 3:
+                np.testing.assert_allclose(row, server.vector(texts[start + i]), rtol=1e-6)
+    assert parts[1][2] == {1: NON_FINITE} and np.isnan(parts[1][1][1]).all()  # text 3, as a row of part 2
+
+
+def test_a_bisected_request_hands_over_each_answered_half(make: Make, server: OpenAIServer) -> None:
+    texts = texts_of(4)
+    texts[1] = f"page 1 {REJECT_MARKER}"
+    parts: list[tuple[int, int, dict[int, str]]] = []
+    vectors, rejected = embed_partial(
+        make(max_batch_inputs=4),
+        texts,
+        on_part=lambda start, rows, why: parts.append((start, len(rows), dict(why))),
+    )
+    assert set(rejected) == {1}
+    # The refused request is never handed over; its halves are, and together cover every input once.
+    assert sorted((s, n) for s, n, _ in parts) == [(0, 1), (1, 1), (2, 2)]
+    assert [why for s, _, why in parts if s == 1] == [{0: rejected[1]}]
+    assert not np.isnan(vectors[[0, 2, 3]]).any()
+
+
+def test_the_embed_stage_caches_each_request_so_a_failed_batch_is_not_paid_twice(
+    make: Make, server: OpenAIServer, tmp_path: Path
+) -> None:
+    from ingest.batch import embed_chunks
+    from ingest.chunking import Chunk
+    from ingest.ids import text_hash
+    from ingest.state import StateDB
+
+    texts = texts_of(6)
+    chunks = [Chunk(f"c{i}", "d", t, (), i, 5, text_hash(t)) for i, t in enumerate(texts)]
+    embedder = make(max_batch_inputs=2, max_concurrency=1)
+    db = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        server.inject(Fault(), Fault(), Fault(dimension=3))  # the batch's third answer is unusable
+        with pytest.raises(PermanentError):
+            embed_chunks(chunks, db, embedder, embedder.model_key)
+        cached = db.cached_vectors(embedder.model_key, [c.text_hash for c in chunks])
+        assert set(cached) == {c.text_hash for c in chunks[:4]}  # the two answered requests
+        np.testing.assert_allclose(cached[chunks[0].text_hash], server.vector(texts[0]), rtol=1e-6)
+
+        embedded = embed_chunks(chunks, db, embedder, embedder.model_key)  # the batch again
+        assert (embedded.texts_embedded, embedded.cache_hits) == (2, 4)
+        assert sorted(server.texts.values()) == [1] * 4 + [2] * 2  # texts 4-5 sent twice, the rest once
+        assert len(embedded.vectors) == 6
+    finally:
+        db.close()
 
 
 # -- inputs ----------------------------------------------------------------------------------------

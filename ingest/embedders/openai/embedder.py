@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ingest.config import OpenAIEmbedderConfig
-from ingest.embedders.base import Progress, Vectors, rejection_message
+from ingest.embedders.base import OnPart, Progress, Vectors, rejection_message
 from ingest.embedders.openai.api import (
     OPENAI_BASE_URL,
     InputRefused,
@@ -62,16 +62,21 @@ class _Part:
 
 
 class _Reporter:
-    """Calls the caller's ``progress`` one at a time, whatever thread a request finished on."""
+    """Calls the caller's ``progress`` and ``on_part`` one at a time, whatever thread a request
+    finished on."""
 
-    def __init__(self, progress: Progress | None) -> None:
-        self._progress = progress
+    def __init__(self, progress: Progress | None, on_part: OnPart | None = None) -> None:
+        self._progress, self._on_part = progress, on_part
         self._lock = threading.Lock()
 
-    def __call__(self, n: int) -> None:
-        if self._progress is not None:
-            with self._lock:
-                self._progress(n)
+    def __call__(self, start: int, part: _Part) -> None:
+        if self._progress is None and self._on_part is None:
+            return
+        with self._lock:
+            if self._on_part is not None:
+                self._on_part(start, part.vectors, part.rejected)
+            if self._progress is not None:
+                self._progress(len(part.vectors))
 
 
 class OpenAIEmbedder:
@@ -257,6 +262,14 @@ class OpenAIEmbedder:
         embedding all other inputs when the server refused some inputs or returned unusable vectors
         for them (see the module docstring); TransientError when the retry budget is spent.
         """
+        return self._embed(texts, _Reporter(progress))
+
+    def embed_in_parts(self, texts: Sequence[str], progress: Progress | None, on_part: OnPart) -> Vectors:
+        """:meth:`embed`, calling ``on_part`` with each request's rows as soon as it is answered, so
+        the caller can cache what was billed even when a later request fails or the process dies."""
+        return self._embed(texts, _Reporter(progress, on_part))
+
+    def _embed(self, texts: Sequence[str], report: _Reporter) -> Vectors:
         texts = list(texts)
         if not texts:
             return np.empty((0, self._dimension), dtype=np.float32)
@@ -264,9 +277,8 @@ class OpenAIEmbedder:
         batches = self._pack(counts)
         client = self._get_client()
         budget = RetryBudget(self.cfg.retry_budget_s, setting="embedder.retry_budget_s")
-        report = _Reporter(progress)
         parts = fan_out(
-            lambda sl: self._embed_span(client, texts[sl], counts[sl], budget, report),
+            lambda sl: self._embed_span(client, sl.start, texts[sl], counts[sl], budget, report),
             batches,
             max_workers=self.cfg.max_concurrency,
             cancel=budget.cancel,
@@ -330,9 +342,16 @@ class OpenAIEmbedder:
         return batches
 
     def _embed_span(
-        self, client: Any, batch: list[str], counts: list[int], budget: RetryBudget, report: _Reporter
+        self,
+        client: Any,
+        start: int,
+        batch: list[str],
+        counts: list[int],
+        budget: RetryBudget,
+        report: _Reporter,
     ) -> _Part:
-        """One request for ``batch``; when the server refuses its inputs, the halves, recursively."""
+        """One request for ``batch`` (inputs ``start``... of the call); when the server refuses its
+        inputs, the halves, recursively. Each answered request is reported once."""
         try:
             part = _Part(self._run_batch(client, batch, sum(counts), budget))
         except InputRejectedError as err:  # unusable vectors in the answer: those inputs, no others
@@ -343,14 +362,14 @@ class OpenAIEmbedder:
                 part = _Part(np.full((1, self._dimension), np.nan, dtype=np.float32), {0: err.reason}, 1)
             else:
                 mid = len(batch) // 2
-                left = self._embed_span(client, batch[:mid], counts[:mid], budget, report)
-                right = self._embed_span(client, batch[mid:], counts[mid:], budget, report)
+                left = self._embed_span(client, start, batch[:mid], counts[:mid], budget, report)
+                right = self._embed_span(client, start + mid, batch[mid:], counts[mid:], budget, report)
                 return _Part(
                     np.concatenate([left.vectors, right.vectors]),
                     {**left.rejected, **{mid + i: why for i, why in right.rejected.items()}},
                     left.refused + right.refused,
                 )
-        report(len(batch))
+        report(start, part)
         return part
 
     def _count_retry(self, _: TransientError) -> None:
