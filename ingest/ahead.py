@@ -22,17 +22,17 @@ T = TypeVar("T")
 
 
 class ExtractAhead:
-    """Stage 2 on threads of its own, timed into the summary: the caller submits the next batch before
-    it waits for the current one, so two batches are extracted at once at most. Both feed the one
-    pool of extraction processes, which thus stays busy across a batch's end instead of waiting for
-    its slowest page (the caller waits for the older batch only).
+    """Stage 2 on threads of its own, timed into the summary: up to ``batches`` batches are extracted
+    at once, all feeding the one pool of extraction processes, which thus stays busy across a batch's
+    end instead of waiting for its slowest page. The caller takes each batch when its extraction
+    ends, in whatever order that is.
 
     The stage runs through ``hooks`` in a copy of the caller's context, so under Prefect it is still
     a task of the flow run."""
 
-    def __init__(self, env: RunEnv, summary: RunSummary, hooks: Hooks) -> None:
+    def __init__(self, env: RunEnv, summary: RunSummary, hooks: Hooks, batches: int = 2) -> None:
         self.env, self.summary, self.hooks = env, summary, hooks
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webvec-extract")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, batches), thread_name_prefix="webvec-extract")
 
     def _extract(self, pages: list[FetchedPage]) -> tuple[Extracted, float]:
         start = time.perf_counter()

@@ -16,18 +16,24 @@ NEAR_DUPLICATE_BITS = 6
 _SHINGLE = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MASK = (1 << 64) - 1
+_SLICE = 65536  # shingles hashed and counted at a time
 
 
 def simhash(text: str) -> int:
     """64-bit SimHash of a text's word 3-shingles (lower-cased), as a signed int for SQL BIGINT."""
     words = _WORD.findall(text.lower())
     shingles = [" ".join(words[i : i + _SHINGLE]) for i in range(max(1, len(words) - _SHINGLE + 1))]
-    weights = [0] * 64
-    for shingle in shingles:
-        h = int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big")
-        for bit in range(64):
-            weights[bit] += 1 if (h >> bit) & 1 else -1
-    value = sum(1 << bit for bit in range(64) if weights[bit] > 0)
+    # Bit k of a shingle's hash is bit k of its big-endian 8-byte digest read as an integer; a bit
+    # of the fingerprint is set when more shingles have it set than not. Counted with numpy, not a
+    # Python loop over 64 bits per shingle (that loop was most of stage 3's time: 21 s of CPU on the
+    # Python docs' 2M words). The value is the same, so fingerprints in a ledger stay comparable.
+    ones = np.zeros(64, dtype=np.int64)
+    for start in range(0, len(shingles), _SLICE):  # bounded memory: 64 bytes a shingle per slice
+        part = shingles[start : start + _SLICE]
+        digests = b"".join(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest() for s in part)
+        rows = np.frombuffer(digests, dtype=np.uint8).reshape(len(part), 8)[:, ::-1]  # low byte first
+        ones += np.unpackbits(rows, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+    value = sum(1 << bit for bit in np.flatnonzero(2 * ones > len(shingles)).tolist())
     return value - (1 << 64) if value >= 1 << 63 else value
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -53,6 +53,8 @@ BATCH_PAGES = 64  # pages per batch: big enough to amortise per-stage overhead, 
 # poll. The embedder gets its first texts after a few pages are extracted, not 64 (Python docs on
 # the OpenAI stand-in: 64 of its long pages took 12-15 s to extract while the embedder waited).
 FIRST_BATCH_PAGES = 8
+# Batches in extraction at once (threads path): the embedder's supply while one holds a slow page.
+EXTRACT_AHEAD = 3
 POLL_SECONDS = 0.25
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -488,35 +490,45 @@ def crawl_and_sync(
             raise
         _finish_crawl(env, mode, handle, stats, state, summary, write)
         return
-    # Stages overlap: stage 2 of the next batch (ExtractAhead: worker processes), stages 3–4 of the
+    # Stages overlap: stage 2 of the next batches (ExtractAhead: worker processes), stages 3–4 of the
     # current one (this thread) and stages 5–7 of those before it (StagesBehind: one writing, one
     # embedding, up to two waiting for the embedder). The waiting ones are the embedder's reserve:
     # pages differ in size, and a batch of long pages takes longer to extract than a batch of short
     # ones takes to embed (Python docs on the OpenAI stand-in: with no reserve the embedder waited
     # 18 s of a 208 s run). Every hand-over is bounded, so a slow embedder holds the crawl's pages
     # in the page store, not in memory.
-    ahead = ExtractAhead(env, summary, hooks)
+    # Batches are prepared in the order their extraction ends, not the order they were taken: one
+    # slow page (the Python docs' contents.html takes trafilatura 11 s) holds back its own batch only,
+    # while the batches extracted beside it go on to the embedder.
+    ahead = ExtractAhead(env, summary, hooks, batches=EXTRACT_AHEAD)
     behind: StagesBehind[Prepared, Embedded] = StagesBehind(
         lambda prep: embed_batch(env, prep, summary, hooks, write=write),
         lambda prep, embedded: write_batch(env, prep, embedded, state, summary, hooks, write=write),
     )
     try:
         seq = taken = 0
-        pending: tuple[list[FetchedPage], Future[tuple[Extracted, float]]] | None = None
+        pending: list[tuple[list[FetchedPage], Future[tuple[Extracted, float]]]] = []
         while True:
             finished = handle.finished()
-            limit = min(BATCH_PAGES, max(FIRST_BATCH_PAGES, taken))
-            pages = page_store.fetched_after(summary.run_id, seq, limit=limit)
-            if pages:
-                seq, taken = pages[-1].seq, taken + len(pages)
-            following = (pages, ahead.submit(pages)) if pages else None
-            if pending is not None:
-                batch, future = pending
+            pages: list[FetchedPage] = []
+            if len(pending) < EXTRACT_AHEAD:
+                limit = min(BATCH_PAGES, max(FIRST_BATCH_PAGES, taken))
+                pages = page_store.fetched_after(summary.run_id, seq, limit=limit)
+                if pages:
+                    seq, taken = pages[-1].seq, taken + len(pages)
+                    pending.append((pages, ahead.submit(pages)))
+            if pending and (len(pending) >= EXTRACT_AHEAD or not pages):
+                # Room for no more, or no more pages yet: wait for an extraction (a poll's time at
+                # most, so pages the spider stores meanwhile are taken).
+                wait([f for _, f in pending], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            ready = next((item for item in pending if item[1].done()), None)  # the oldest one done
+            if ready is not None:
+                pending.remove(ready)
+                batch, future = ready
                 behind.submit(
                     prepare_batch(env, batch, state, summary, hooks, extracted=ahead.result(future))
                 )
-            pending = following
-            if pending is None and not pages:
+            elif not pending and not pages:
                 if finished:
                     break
                 time.sleep(POLL_SECONDS)

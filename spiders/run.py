@@ -55,6 +55,13 @@ from spiders.frontier import Frontier, frontier_url
 
 # The state DB fetched pages go to, when not the crawl's own (set by spiders.process).
 PAGE_STORE_ENV = "WEBVEC_PAGE_STORE_URL"
+# The spider runs at a lower CPU priority than the stages after it. On a machine whose CPUs are all
+# busy (the start of a run, when pages are fetched, extracted and chunked at once), the pages it has
+# fetched wait in the page store, while extraction and chunking, which feed the embedder, go first
+# (issue 10: on 2 cores the embedder waited for extraction). When the CPUs are not all busy
+# (a remote site, a local model's idle waits), the niceness changes nothing. Not for the processes of
+# a shared frontier (``scale.spiders`` > 1), whose politeness is timed across processes.
+SPIDER_NICE = 5
 
 logger = logging.getLogger("spiders.run")
 
@@ -334,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.parent_pid:
         die_with_parent(args.parent_pid)
+    if args.workers <= 1:
+        os.nice(SPIDER_NICE)
     try:
         cfg = load_crawl(args.crawl)
         state_url = cfg.state_url()

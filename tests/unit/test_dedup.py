@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import pytest
 
 from ingest.dedup import NearDuplicateIndex, distance, simhash
 from ingest.extract import Document, extract
@@ -47,3 +50,30 @@ def test_index_finds_the_closest_kept_page_as_a_scan_would() -> None:
     # A page is not its own duplicate; a copy of it under another URL is.
     url, fp = kept[0]
     assert index.find(url, fp) == scan(url, fp) and index.find("http://h/copy.html", fp) == url
+
+
+def _simhash_by_loop(text: str) -> int:
+    """SimHash as first written (a Python loop over the 64 bits of each shingle's hash): the numpy
+    version must give the same values, so fingerprints already in ledgers stay comparable."""
+    import hashlib
+    import re
+
+    words = re.findall(r"\w+", text.lower())
+    shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))]
+    weights = [0] * 64
+    for shingle in shingles:
+        h = int.from_bytes(hashlib.blake2b(shingle.encode("utf-8"), digest_size=8).digest(), "big")
+        for bit in range(64):
+            weights[bit] += 1 if (h >> bit) & 1 else -1
+    value = sum(1 << bit for bit in range(64) if weights[bit] > 0)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def test_simhash_equals_the_bit_by_bit_definition(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(300)] + ["Ünïcode", "naïve", "x"]
+    texts = ["", "one", "two words", "Three words here"]
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(3, 3000))) for _ in range(40)]
+    monkeypatch.setattr("ingest.dedup._SLICE", 97)  # several slices per text, too
+    for text in texts:
+        assert simhash(text) == _simhash_by_loop(text), text[:40]

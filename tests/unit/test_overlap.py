@@ -99,6 +99,7 @@ def test_next_batch_is_extracted_while_the_current_one_is_embedded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
+    monkeypatch.setattr("ingest.run.EXTRACT_AHEAD", 2)
     crawl = write_crawl(tmp_path, "overlap")
     hooks = RecordingHooks()
     summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
@@ -109,9 +110,49 @@ def test_next_batch_is_extracted_while_the_current_one_is_embedded(
     for n in range(2):
         assert extracts[n + 1][1] < embeds[n][2]
         assert extracts[n + 1][3] != embeds[n][3]
-    # Never more than two batches ahead: batch n+2 is not extracted before batch n was chunked.
+    # Never more than EXTRACT_AHEAD batches ahead: with 2, batch n+2 is not extracted before batch n
+    # was chunked.
     chunks = hooks.of("chunk")
     assert extracts[2][1] >= chunks[0][2]
+
+
+class SlowFirstExtraction(RecordingHooks):
+    """The first batch's extraction takes a while, as one with a slow page does."""
+
+    slow_end = 0.0
+
+    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            slow, self._slowed = name == "extract" and not self._slowed, self._slowed or name == "extract"
+        if not slow:
+            return super().stage(name, fn, *args, **kwargs)
+        time.sleep(1.5)
+        try:
+            return super().stage(name, fn, *args, **kwargs)
+        finally:
+            self.slow_end = time.monotonic()
+
+    _slowed = False
+
+
+def test_a_batch_slow_to_extract_holds_back_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
+    crawl = write_crawl(tmp_path, "straggler")
+    hooks = SlowFirstExtraction()
+    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
+    assert summary.status == "ok" and summary.pages_new == PAGES
+    extracts, chunks = hooks.of("extract"), hooks.of("chunk")
+    assert len(extracts) == len(chunks) == 3
+    # The batches taken after the slow one were chunked (and so sent on to the embedder) before it.
+    assert sum(c[1] < hooks.slow_end for c in chunks) == 2, (hooks.slow_end, chunks)
+    # Every page is in the ledger all the same.
+    db = StateDB(f"sqlite:///{os.environ['WEBVEC_HOME']}/state.db")
+    try:
+        assert len(db.all_pages("straggler")) == PAGES
+    finally:
+        db.close()
 
 
 class SlowStagesHooks(RecordingHooks):
