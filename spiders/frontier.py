@@ -75,6 +75,18 @@ redis.call('ZADD', KEYS[1], at + tonumber(ARGV[4]), ARGV[1])
 redis.call('EXPIRE', KEYS[1], 86400)
 return string.format('%.6f', at - now)
 """
+# The request of a lease starts now: the host's next start is at least ARGV[1] s from now. A process
+# that was late (its event loop starved of CPU) would otherwise send its request closer to the next
+# lease's start than the delay.
+_STARTED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nxt = now + tonumber(ARGV[1])
+if nxt > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'EX', 86400)
+end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,7 @@ class Frontier:
         self._pop = client.register_script(_POP)
         self._requeue = client.register_script(_REQUEUE)
         self._acquire = client.register_script(_ACQUIRE)
+        self._started = client.register_script(_STARTED)
 
     @classmethod
     def connect(cls, url: str, crawl: str, run_id: str, worker: int = 0, workers: int = 1) -> Frontier:
@@ -228,6 +241,11 @@ class Frontier:
         polite, nxt = self.keys.polite(host)
         wait = float(self._acquire(keys=[polite, nxt], args=[token, limit, delay, lease]))
         return None if wait < 0 else wait
+
+    def started(self, host: str, delay: float) -> None:
+        """A leased request of ``host`` starts now: no other starts within ``delay`` s of now, even
+        when this one starts later than its lease said."""
+        self._started(keys=[self.keys.polite(host)[1]], args=[delay])
 
     def release(self, host: str, token: str) -> None:
         """Give back a lease taken by :meth:`acquire`."""

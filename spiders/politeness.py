@@ -90,6 +90,8 @@ class SharedPolitenessMiddleware:
         request.meta[LEASE] = (host, token)
         if wait > 0:
             await _sleep(wait)
+        if delay > 0:
+            frontier.started(host, delay)  # from when it really starts, should it be late
 
     def _release(self, request: Request) -> None:
         lease = request.meta.pop(LEASE, None)
