@@ -1,4 +1,4 @@
-"""The run's stages overlapped on threads of their own: stage 2 of the next batch (:class:`ExtractAhead`)
+"""The run's stages overlapped on threads of their own: stage 2 of the next batches (:class:`ExtractAhead`)
 and stages 5–7 of the previous ones (:class:`StagesBehind`) run while the caller plans and chunks the
 current batch, so extraction (worker processes), embedding and writing overlap."""
 
