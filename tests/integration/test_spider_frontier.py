@@ -23,7 +23,8 @@ import yaml
 from ingest.config import parse_crawl
 from ingest.run import WHOLE_SITE
 from ingest.state import StateDB
-from spiders.process import FrontierCrawl, SpiderCrawler
+from spiders.process import FrontierCrawl, SpiderCrawler, SpiderRun
+from spiders.run import SPIDER_NICE
 from tests.servers.fault_site import FaultSite, Reply
 
 pytestmark = pytest.mark.slow
@@ -172,4 +173,55 @@ def test_a_killed_spider_loses_nothing_and_a_rerun_converges(
     assert again.complete, again.raw
     assert {path: site.count(path) - before[path] for path in before} == dict.fromkeys(before, 1)
     assert max(rows(config, "run2").values()) == 1
+    assert keys_left(redis_url, crawl) == []
+
+
+def _wait_for(condition: Any, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_lone_spider_runs_below_the_run_s_priority_and_frontier_spiders_do_not(
+    tmp_path: Path, site: FaultSite, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEBVEC_HOME", str(tmp_path / "home"))
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    # One spider (no scale section): its pages wait in the page store while the stages after it,
+    # which feed the embedder, get the CPU first.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    config = lone / "crawl.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": f"lone-{uuid.uuid4().hex[:8]}",
+                "state": {"url": f"sqlite:///{lone / 'state.db'}"},
+                "source": {"start_urls": [site.url], "allow_private_networks": True, "download_delay": 1.0},
+            }
+        )
+    )
+    before = site.count("/")
+    handle = SpiderCrawler().start(
+        config, "run1", page_store=f"sqlite:///{lone / 'state.db'}", mode=WHOLE_SITE, dry_run=False
+    )
+    assert isinstance(handle, SpiderRun)
+    try:
+        _wait_for(lambda: site.count("/") > before, "the lone spider fetched nothing")
+        assert os.getpriority(os.PRIO_PROCESS, handle.pid) == min(19, ours + SPIDER_NICE)
+    finally:
+        handle.stop()
+    # The processes of a shared frontier time their politeness across processes: they keep ours.
+    crawl = f"frontier-{uuid.uuid4().hex[:8]}"
+    shared = start(
+        write_crawl(tmp_path, site.url, crawl, download_delay=DELAY), "run2", redis_url, tmp_path / "home"
+    )
+    try:
+        _wait_for(lambda: site.count("/") > before + 1, "the shared spiders fetched nothing")
+        first = shared.runs[0]
+        assert isinstance(first, SpiderRun)
+        assert os.getpriority(os.PRIO_PROCESS, first.pid) == ours
+    finally:
+        shared.stop()
     assert keys_left(redis_url, crawl) == []
