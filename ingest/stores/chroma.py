@@ -140,11 +140,12 @@ class ChromaStore:
         return coll
 
     def _batches(self, n: int) -> Iterator[slice]:
+        embedded = not self.cfg.host
         size = int(self.client.get_max_batch_size())
-        if not self.cfg.host:
+        if embedded:
             size = min(size, _EMBEDDED_CALL)
         for start in range(0, n, size):
-            if start and not self.cfg.host:
+            if start and embedded:
                 time.sleep(_EMBEDDED_PAUSE_S)  # the other threads' turn for the GIL (see above)
             yield slice(start, min(n, start + size))
 

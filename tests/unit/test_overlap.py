@@ -17,6 +17,7 @@ from ingest.ahead import StagesBehind
 from ingest.bookkeeping import Hooks
 from ingest.run import BATCH_PAGES, CrawlMode, CrawlStats, run_ingest
 from ingest.state import FetchedPage, StateDB
+from ingest.summary import RunSummary
 from tests.integration.sites import page_html, prose
 
 P = ParamSpec("P")
@@ -95,15 +96,29 @@ class RecordingHooks(Hooks):
         return sorted((e for e in self.events if e[0] == name), key=lambda e: e[1])
 
 
+def run_three_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, hooks: Hooks) -> RunSummary:
+    """Run a crawl of :class:`PagesCrawler`'s pages in three full batches; checks it went through."""
+    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)
+    summary = run_ingest(write_crawl(tmp_path, name), PagesCrawler(), hooks=hooks)
+    assert summary.status == "ok" and summary.pages_new == PAGES
+    return summary
+
+
+def pages_in_ledger(name: str) -> int:
+    """How many pages crawl ``name`` has in the run's ledger."""
+    db = StateDB(f"sqlite:///{os.environ['WEBVEC_HOME']}/state.db")
+    try:
+        return len(db.all_pages(name))
+    finally:
+        db.close()
+
+
 def test_next_batch_is_extracted_while_the_current_one_is_embedded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
     monkeypatch.setattr("ingest.run.EXTRACT_AHEAD", 2)
-    crawl = write_crawl(tmp_path, "overlap")
     hooks = RecordingHooks()
-    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
-    assert summary.status == "ok" and summary.pages_new == PAGES
+    run_three_batches(tmp_path, monkeypatch, "overlap", hooks)
     extracts, embeds = hooks.of("extract"), hooks.of("embed")
     assert len(extracts) == len(embeds) == 3
     # Batch n+1's extraction starts before batch n's embedding ends, on another thread.
@@ -138,21 +153,13 @@ class SlowFirstExtraction(RecordingHooks):
 def test_a_batch_slow_to_extract_holds_back_only_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
-    crawl = write_crawl(tmp_path, "straggler")
     hooks = SlowFirstExtraction()
-    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
-    assert summary.status == "ok" and summary.pages_new == PAGES
+    run_three_batches(tmp_path, monkeypatch, "straggler", hooks)
     extracts, chunks = hooks.of("extract"), hooks.of("chunk")
     assert len(extracts) == len(chunks) == 3
     # The batches taken after the slow one were chunked (and so sent on to the embedder) before it.
     assert sum(c[1] < hooks.slow_end for c in chunks) == 2, (hooks.slow_end, chunks)
-    # Every page is in the ledger all the same.
-    db = StateDB(f"sqlite:///{os.environ['WEBVEC_HOME']}/state.db")
-    try:
-        assert len(db.all_pages("straggler")) == PAGES
-    finally:
-        db.close()
+    assert pages_in_ledger("straggler") == PAGES  # every page all the same
 
 
 class SlowStagesHooks(RecordingHooks):
@@ -167,11 +174,9 @@ class SlowStagesHooks(RecordingHooks):
 def test_embedding_overlaps_planning_writing_and_committing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ingest.run.FIRST_BATCH_PAGES", BATCH_PAGES)  # three full batches
-    crawl = write_crawl(tmp_path, "behind")
     hooks = SlowStagesHooks()
-    summary = run_ingest(crawl, PagesCrawler(), hooks=hooks)
-    assert summary.status == "ok" and summary.pages_new == PAGES and summary.chunks_quarantined == 0
+    summary = run_three_batches(tmp_path, monkeypatch, "behind", hooks)
+    assert summary.chunks_quarantined == 0
     chunks, embeds = hooks.of("chunk"), hooks.of("embed")
     writes, commits = hooks.of("write"), hooks.of("commit")
     assert len(chunks) == len(embeds) == len(writes) == len(commits) == 3
@@ -186,12 +191,7 @@ def test_embedding_overlaps_planning_writing_and_committing(
         if n:
             assert commits[n - 1][2] <= writes[n][1]
     # Every page is in the ledger, with its chunks, as when the stages ran one after another.
-    db = StateDB(f"sqlite:///{os.environ['WEBVEC_HOME']}/state.db")
-    try:
-        rows = db.pages_by_url("behind", [f"http://site.test/p{i}.html" for i in range(PAGES)])
-    finally:
-        db.close()
-    assert len(rows) == PAGES
+    assert pages_in_ledger("behind") == PAGES
     assert summary.vectors_written == summary.chunks > 0
 
 
