@@ -33,6 +33,13 @@ def test_int8_vectors_stay_close_to_fp32_and_keep_their_order(webvec_home) -> No
     again = LocalEmbedder(LocalEmbedderConfig(precision="int8"))
     np.testing.assert_allclose(again.embed(TEXTS), b, atol=1e-6)
     assert again._model is None  # served by onnxruntime alone
+    # Signed weights (u8 activations x s8 weights, the product VNNI and AVX2 compute fast).
+    import onnx
+
+    graph = onnx.load(str(models[0])).graph
+    weights = {t.name: t.data_type for t in graph.initializer}
+    quantized = [n.input[1] for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert quantized and all(weights[w] == onnx.TensorProto.INT8 for w in quantized if w in weights)
 
 
 def test_fp32_model_key_is_unchanged_by_the_precision_setting() -> None:

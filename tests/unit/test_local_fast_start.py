@@ -67,10 +67,40 @@ def test_no_export_for_a_folder_that_is_not_a_plain_model(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_a_large_call_keeps_the_input_order(local_embedder: LocalEmbedder) -> None:
     # Large calls are embedded longest first in slices (for progress and padding); rows come back in
-    # the order of the input.
+    # the order of the input. On the CPU onnxruntime serves them (in passes of onnx.CPU_BATCH), with
+    # torch's vectors.
     texts = [("word " * (1 + (i * 37) % 120)).strip() + f" {i}" for i in range(300)]
     steps: list[int] = []
     got = local_embedder.embed(texts, progress=steps.append)
     expected = local_embedder.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert np.abs(got - expected).max() < 1e-5
     assert sum(steps) == 300 and len(steps) > 1
+    if local_embedder._on_cpu():
+        assert local_embedder._onnx is not None
+
+
+@pytest.mark.slow
+def test_the_export_traces_eager_attention_and_gives_the_model_its_own_back(
+    local_embedder: LocalEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SDPA attention exports its mask through IsNaN and a Where over every (batch, head, token,
+    # token) cell in each layer; the eager trace adds a broadcast mask. The loaded model keeps the
+    # attention it had (torch serves a GPU with it).
+    monkeypatch.setenv("WEBVEC_HOME", str(tmp_path))
+    import onnx as onnx_lib
+
+    model = local_embedder.model
+    config = model[0].auto_model.config
+    before = config._attn_implementation
+    assert onnx.export(model, local_embedder.folder, normalize=True)
+    assert config._attn_implementation == before
+    graph = onnx_lib.load(str(onnx.export_dir(local_embedder.folder) / "model.onnx")).graph  # type: ignore[arg-type]
+    assert not [n for n in graph.node if n.op_type == "IsNaN"]
+
+
+def test_forward_passes_follow_the_runtime_unless_the_crawl_sets_them() -> None:
+    default = LocalEmbedder(LocalEmbedderConfig())
+    assert default._batch_size(onnx=True) == onnx.CPU_BATCH == 4
+    assert default._batch_size(onnx=False) == 32
+    chosen = LocalEmbedder(LocalEmbedderConfig(batch_size=16))
+    assert chosen._batch_size(onnx=True) == chosen._batch_size(onnx=False) == 16
