@@ -7,7 +7,9 @@ process loads a local model to embed (a run), it also exports the model's transf
 gives the same vectors as sentence-transformers on probe texts (max difference below
 :data:`MAX_DIFFERENCE`; measured: 1.2e-7 for all-MiniLM-L6-v2). Later processes embed with
 onnxruntime and the model's ``tokenizer.json``, which load in a fraction of a second; the vectors
-are the same, so the model key, the embedding cache and the stored vectors do not change.
+are the same, so the model key, the embedding cache and the stored vectors do not change. On the
+CPU the export also embeds faster than torch, so it serves every call once it exists (see
+``LocalEmbedder.embed``).
 
 Only plain models are exported — a Transformer module, a Pooling module (mean, CLS or max) and an
 optional Normalize — from a local folder; anything else always uses sentence-transformers. An
@@ -32,9 +34,9 @@ from ingest.config import webvec_home
 # Largest element-wise difference from sentence-transformers an export may show on the probe texts.
 MAX_DIFFERENCE = 1e-4
 # Smallest cosine similarity between an int8 vector and the fp32 one, on every probe text. Dynamic
-# per-channel quantization of MiniLM's matrix products measured 0.989 at worst on the sample site's
-# chunks (0.994 on average), and 0.959 on the two-letter probe "ok" (short texts move most);
-# per-tensor weights fell to 0.87 on chunks, which this refuses.
+# per-channel quantization of MiniLM's matrix products (signed weights) measured 0.987 at worst on
+# 800 of the Python docs' chunks (0.995 on average), and 0.973 on the probes (the two-letter "ok"
+# moves most; unsigned weights: 0.959); per-tensor weights fell to 0.87 on chunks, which this refuses.
 MIN_INT8_COSINE = 0.95
 # Bump when the export (inputs, opset, pooling, attention, quantization) changes: a new folder.
 # 2: eager attention in the trace, int8 weights signed (see export and quantize).
@@ -183,9 +185,9 @@ def export(model: Any, folder: Path | None, normalize: bool) -> bool:
 
         sample = model[0].tokenizer(_PROBES[:2], return_tensors="pt", padding=True)
         axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
-        # Traced with eager attention: torch's SDPA path exports its mask as a Where over every
-        # (batch, head, token, token) cell, 15% of int8's time; eager adds a broadcast mask, which
-        # onnxruntime fuses. Same vectors (the check below); the loaded model gets its own back.
+        # Traced with eager attention: torch's SDPA path exports its mask as an IsNaN and a Where
+        # over every (batch, head, token, token) cell, 15% of int8's time; eager adds one broadcast
+        # mask. Same vectors (the check below); the loaded model gets its own attention back.
         attention = getattr(transformer.config, "_attn_implementation", None)
         switch = getattr(transformer, "set_attn_implementation", None)
         # The tracer warns about Python control flow in transformers' masking code; the check below
