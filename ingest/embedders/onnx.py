@@ -189,13 +189,15 @@ def export(model: Any, folder: Path | None, normalize: bool) -> bool:
         # over every (batch, head, token, token) cell, 15% of int8's time; eager adds one broadcast
         # mask. Same vectors (the check below); the loaded model gets its own attention back.
         attention = getattr(transformer.config, "_attn_implementation", None)
-        switch = getattr(transformer, "set_attn_implementation", None)
+        # None: nothing to switch (already eager, no attention setting, or a model without the setter).
+        keep = attention in (None, "eager")
+        switch = None if keep else getattr(transformer, "set_attn_implementation", None)
         # The tracer warns about Python control flow in transformers' masking code; the check below
         # (vectors equal on probe texts of other lengths) is what tells whether the trace is right.
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                if switch is not None and attention not in (None, "eager"):
+                if switch is not None:
                     switch("eager")
                 torch.onnx.export(
                     _Hidden(transformer),
@@ -208,7 +210,7 @@ def export(model: Any, folder: Path | None, normalize: bool) -> bool:
                     dynamo=False,
                 )
             finally:
-                if switch is not None and attention not in (None, "eager"):
+                if switch is not None:
                     switch(attention)
         expected = model.encode(_PROBES, normalize_embeddings=normalize, convert_to_numpy=True)
         got = OnnxEncoder(tmp, folder, pipeline, normalize).encode(_PROBES)
