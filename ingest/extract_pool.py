@@ -65,8 +65,12 @@ _WARM_UP_PAGE = (
 
 
 def default_workers() -> int:
-    """One worker per CPU this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """One worker per CPU this process may run on, and one more: a page that takes seconds (the Python
+    docs' ``contents.html``, 11 s) then holds one worker while as many as there are CPUs keep the
+    embedder supplied. On two cores that was 3 s more of the OpenAI cap used in a run's first 20 s;
+    the CPUs are shared either way, and the spare worker only costs its memory."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus + 1
 
 
 def _status_kb(field: str) -> int:
@@ -128,7 +132,7 @@ def _stop(pool: ProcessPool) -> None:
 class Extractor:
     """Extracts batches of pages in a reusable pool of worker processes, under time and memory limits.
 
-    ``workers``: processes in the pool (default: one per CPU); 0 extracts in the calling process,
+    ``workers``: processes in the pool (default: one per CPU and one more); 0 extracts in the calling process,
     without limits. ``timeout_s``: wall-clock seconds one page may take. ``memory_mb``: memory one
     page may need beyond what a loaded worker holds. ``limits``: what a PDF may declare (pages). Use as
     a context manager or call :meth:`close`.

@@ -50,7 +50,8 @@ class ExtractConfig(_Strict):
         None,
         ge=0,
         le=256,
-        description="Extraction worker processes; default one per CPU; 0 = in the run's process, no limits.",
+        description="Extraction worker processes; default one per CPU and one more; "
+        "0 = in the run's process, no limits.",
     )
 
 

@@ -745,6 +745,9 @@ def main(argv: list[str] | None = None) -> None:
             "ok_requests": server.ok_requests,
             "tokens": server.tokens,
             "statuses": dict(server.statuses),
+            # When each answered request arrived (time.monotonic(), the same clock in every process
+            # on the machine) and its tokens: the benchmark's rate over time.
+            "accepted": [[round(r.start, 3), r.tokens] for r in server.ok_records],
         }
         print(json.dumps(answered), flush=True)
         server.stop()

@@ -119,6 +119,23 @@ def test_batches_by_token_total(make: Make, server: OpenAIServer) -> None:
 
 
 @pytest.mark.server
+def test_requests_hold_a_quarter_second_of_the_token_cap_unless_the_request_cap_binds(
+    make: Make, server: OpenAIServer
+) -> None:
+    texts = [" ".join(["word"] * 22) + f" {i}" for i in range(12)]
+    assert all(23 <= make().count_tokens(t) <= 25 for t in texts)
+    # 24,000 tokens/min: a quarter second's worth is 100 tokens, four of these texts a request (a
+    # request's size is part of the margin the client keeps below the cap).
+    make(tokens_per_minute=24_000, requests_per_minute=None).embed(texts)
+    assert [r.n_inputs for r in server.ok_records] == [4, 4, 4]
+    # At 60 requests/min, requests that small would reach only a quarter of the token cap: they hold
+    # twice what reaching it takes (800 tokens), capped at a second's worth (400 tokens, 16 texts).
+    server.reset_counters()
+    make(tokens_per_minute=24_000, requests_per_minute=60).embed(texts)
+    assert [r.n_inputs for r in server.ok_records] == [12]
+
+
+@pytest.mark.server
 def test_requests_overlap_up_to_max_concurrency(make: Make, server: OpenAIServer) -> None:
     server.latency_s = 0.3
     embedder = make(max_batch_inputs=1, max_concurrency=4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,15 +137,17 @@ class OpenAIEmbedder:
 
     @property
     def _request_tokens(self) -> int:
-        """Tokens per request, at most: ``max_request_tokens``, and a second's worth of
-        ``tokens_per_minute`` (a request above the TPM limit always gets a 429, and each request's
-        size is part of the margin kept below the cap: see :attr:`_paced_tpm`)."""
-        tpm = self.cfg.tokens_per_minute
-        return (
-            self.cfg.max_request_tokens
-            if tpm is None
-            else max(1, min(self.cfg.max_request_tokens, tpm // 60))
-        )
+        """Tokens per request, at most: ``max_request_tokens``, and a quarter second's worth of
+        ``tokens_per_minute``. A request above the TPM limit always gets a 429, and each request's
+        size is part of the margin kept below the cap (see :attr:`_paced_tpm`): requests of a second's
+        worth kept the client at 0.95 of the cap, of a quarter second's at 0.96 (the Python docs on the
+        stand-in). Larger when ``requests_per_minute`` would otherwise bind first: twice what reaching
+        the token cap at that request rate takes, up to a second's worth."""
+        tpm, rpm = self.cfg.tokens_per_minute, self.cfg.requests_per_minute
+        if tpm is None:
+            return self.cfg.max_request_tokens
+        size = tpm // 240 if rpm is None else max(tpm // 240, math.ceil(2 * tpm / rpm))
+        return max(1, min(self.cfg.max_request_tokens, size, tpm // 60))
 
     @property
     def _paced_tpm(self) -> int | None:
@@ -152,10 +155,10 @@ class OpenAIEmbedder:
         client's bucket lets through, in any minute, a minute's refill plus its capacity (one
         second's burst) plus the request that took it into debt. Paced at exactly the cap, some minute
         gets that much too many and a 429, which halves the rate for a while; so the refill is kept
-        that far below the cap — a burst and a request, a second's worth each — and one second's
-        worth more for requests that reach the server later than they were paced (a busy process
-        delays its sending threads: at half a second's worth, the Python docs on the stand-in still
-        got a 429). 5% of the cap in all."""
+        that far below the cap — a burst (a second's worth) and a request (a quarter second's,
+        usually) — and one second's worth more for requests that reach the server later than they
+        were paced (a busy process delays its sending threads: at half a second's worth, the Python
+        docs on the stand-in still got a 429). 3.75% of the cap in all, with quarter-second requests."""
         tpm = self.cfg.tokens_per_minute
         if tpm is None:
             return None
