@@ -67,8 +67,9 @@ _WARM_UP_PAGE = (
 def default_workers() -> int:
     """One worker per CPU this process may run on, and one more: a page that takes seconds (the Python
     docs' ``contents.html``, 11 s) then holds one worker while as many as there are CPUs keep the
-    embedder supplied. On two cores that was 3 s more of the OpenAI cap used in a run's first 20 s;
-    the CPUs are shared either way, and the spare worker only costs its memory."""
+    embedder supplied. On two cores, the Python docs' first 20 s on the OpenAI stand-in used 16.3 and
+    16.6 s' worth of the cap in two runs of three (12.1 in the third), against 13.0 twice with two
+    workers. The CPUs are shared either way; the spare worker costs its memory."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return cpus + 1
 
