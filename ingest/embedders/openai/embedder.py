@@ -140,7 +140,7 @@ class OpenAIEmbedder:
         """Tokens per request, at most: ``max_request_tokens``, and a quarter second's worth of
         ``tokens_per_minute``. A request above the TPM limit always gets a 429, and each request's
         size is part of the margin kept below the cap (see :attr:`_paced_tpm`): requests of a second's
-        worth kept the client at 0.95 of the cap, of a quarter second's at 0.96 (the Python docs on the
+        worth kept the client at 0.94 of the cap, of a quarter second's at 0.955 (the Python docs on the
         stand-in). Larger when ``requests_per_minute`` would otherwise bind first: twice what reaching
         the token cap at that request rate takes, up to a second's worth."""
         tpm, rpm = self.cfg.tokens_per_minute, self.cfg.requests_per_minute
