@@ -109,6 +109,11 @@ class StagesBehind(Generic[B, E]):
             self._writer.submit(contextvars.copy_context().run, self._write, seq, batch, embedded)
         )
 
+    @property
+    def queued(self) -> int:
+        """Batches submitted and not yet written: the embedder's reserve, and the writer's."""
+        return sum(not f.done() for f in self._in_flight)
+
     def drain(self) -> None:
         """Wait until every submitted batch is written (the first failure raised here)."""
         while self._in_flight:

@@ -56,6 +56,13 @@ FIRST_BATCH_PAGES = 8
 # Batches in extraction at once (threads path): the embedder's supply while one holds a slow page.
 EXTRACT_AHEAD = 3
 POLL_SECONDS = 0.25
+# Pages of more than this much HTML wait to be extracted until the embedder has work queued or no
+# other page is there to extract: they can take trafilatura many seconds (the Python docs'
+# contents.html, 2.5 MB: 11 s; genindex-all.html, 1.7 MB: 3 s) and come early in a crawl (index pages,
+# linked from every page), where on few cores they took the CPU that would have fed the embedder.
+# At most HEAVY_HELD wait at once, so memory stays bounded on a site made of such pages.
+HEAVY_PAGE_BYTES = 1_000_000
+HEAVY_HELD = 8
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -508,6 +515,7 @@ def crawl_and_sync(
     try:
         seq = taken = 0
         pending: list[tuple[list[FetchedPage], Future[tuple[Extracted, float]]]] = []
+        heavy: list[FetchedPage] = []  # held back (HEAVY_PAGE_BYTES)
         while True:
             finished = handle.finished()
             pages: list[FetchedPage] = []
@@ -516,7 +524,15 @@ def crawl_and_sync(
                 pages = page_store.fetched_after(summary.run_id, seq, limit=limit)
                 if pages:
                     seq, taken = pages[-1].seq, taken + len(pages)
-                    pending.append((pages, ahead.submit(pages)))
+                    heavy += [p for p in pages if len(p.body or b"") > HEAVY_PAGE_BYTES]
+                    light = [p for p in pages if len(p.body or b"") <= HEAVY_PAGE_BYTES]
+                    if light:
+                        pending.append((light, ahead.submit(light)))
+                if heavy and len(pending) < EXTRACT_AHEAD:
+                    idle = not pages and not pending  # nothing else to extract now: the CPU is free
+                    if behind.queued >= 2 or len(heavy) >= HEAVY_HELD or idle:
+                        pending.append((heavy, ahead.submit(heavy)))
+                        pages, heavy = pages or heavy, []
             if pending and (len(pending) >= EXTRACT_AHEAD or not pages):
                 # Room for no more, or no more pages yet: wait for an extraction (a poll's time at
                 # most, so pages the spider stores meanwhile are taken).
@@ -528,7 +544,7 @@ def crawl_and_sync(
                 behind.submit(
                     prepare_batch(env, batch, state, summary, hooks, extracted=ahead.result(future))
                 )
-            elif not pending and not pages:
+            elif not pending and not pages and not heavy:
                 if finished:
                     break
                 time.sleep(POLL_SECONDS)

@@ -208,6 +208,54 @@ class BatchSizes(Hooks):
         return fn(*args, **kwargs)
 
 
+class HeavyPageCrawler(PagesCrawler):
+    """:class:`PagesCrawler`'s pages, the third of them padded to several times the size of the others."""
+
+    def start(
+        self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
+    ) -> Finished:
+        db = StateDB(page_store)
+        for i in range(PAGES):
+            sections = [(f"Topic {i}", prose(f"topic{i}", i, salt=f"-{i}"))]
+            if i == 2:
+                sections += [(f"More {n}", prose(f"more{n}", n, salt="-heavy")) for n in range(12)]
+            url = f"http://site.test/p{i}.html"
+            html = page_html(f"Page {i}", sections).encode()
+            db.add_fetched(run_id, FetchedPage(url, url, 200, content_type="text/html", body=html))
+        db.close()
+        return Finished()
+
+
+class ExtractedUrls(RecordingHooks):
+    """Records the URLs of each extraction, in the order they started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def stage(self, name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if name == "extract":
+            with self._lock:
+                self.batches.append([p.url for p in args[0]])  # type: ignore[attr-defined]
+        return super().stage(name, fn, *args, **kwargs)
+
+
+def test_a_heavy_page_waits_until_the_embedder_has_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = [len(page_html("Page 0", [("Topic 0", prose("topic0", 0, salt="-0"))]).encode())]
+    monkeypatch.setattr("ingest.run.HEAVY_PAGE_BYTES", 3 * sizes[0])  # page 2 only
+    hooks = ExtractedUrls()  # each embed call takes a second: a reserve builds up
+    summary = run_ingest(write_crawl(tmp_path, "heavy"), HeavyPageCrawler(), hooks=hooks)
+    assert summary.status == "ok" and summary.pages_new == PAGES
+    heavy = "http://site.test/p2.html"
+    # Taken with the first 8 pages, extracted on its own once two batches were past chunking.
+    assert heavy not in hooks.batches[0] and len(hooks.batches[0]) == 7
+    (alone,) = [n for n, urls in enumerate(hooks.batches) if heavy in urls]
+    assert hooks.batches[alone] == [heavy] and alone >= 2
+    assert pages_in_ledger("heavy") == PAGES
+
+
 def test_first_batches_are_small_and_double_up_to_the_batch_size(tmp_path: Path) -> None:
     crawl = write_crawl(tmp_path, "slowstart")
     hooks = BatchSizes()
