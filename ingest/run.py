@@ -524,15 +524,16 @@ def crawl_and_sync(
                 pages = page_store.fetched_after(summary.run_id, seq, limit=limit)
                 if pages:
                     seq, taken = pages[-1].seq, taken + len(pages)
-                    heavy += [p for p in pages if len(p.body or b"") > HEAVY_PAGE_BYTES]
-                    light = [p for p in pages if len(p.body or b"") <= HEAVY_PAGE_BYTES]
+                    light: list[FetchedPage] = []
+                    for page in pages:
+                        (heavy if len(page.body or b"") > HEAVY_PAGE_BYTES else light).append(page)
                     if light:
                         pending.append((light, ahead.submit(light)))
                 if heavy and len(pending) < EXTRACT_AHEAD:
                     idle = not pages and not pending  # nothing else to extract now: the CPU is free
                     if behind.queued >= 2 or len(heavy) >= HEAVY_HELD or idle:
                         pending.append((heavy, ahead.submit(heavy)))
-                        pages, heavy = pages or heavy, []
+                        pages, heavy = pages or heavy, []  # pages: what this round took, for the wait
             if pending and (len(pending) >= EXTRACT_AHEAD or not pages):
                 # Room for no more, or no more pages yet: wait for an extraction (a poll's time at
                 # most, so pages the spider stores meanwhile are taken).

@@ -185,3 +185,9 @@ def test_batches_from_several_threads_share_the_pool(extractor: Extractor) -> No
         results = list(threads.map(extractor.extract_many, batches))
     for batch, got in zip(batches, results, strict=True):
         assert got == [extract(html, url) for url, html in batch]
+
+
+def test_default_pool_has_a_worker_more_than_cpus() -> None:
+    # The spare worker keeps pages extracted while one takes seconds on a heavy page.
+    with Extractor() as extractor:
+        assert extractor.workers == len(os.sched_getaffinity(0)) + 1

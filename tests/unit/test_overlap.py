@@ -43,14 +43,21 @@ class Finished:
 class PagesCrawler:
     """Writes ``PAGES`` distinct pages into the page store, as the spider's pipeline does."""
 
+    def sections(self, i: int) -> list[tuple[str, str]]:
+        """Page ``i``'s headings and prose."""
+        return [(f"Topic {i}", prose(f"topic{i}", i, salt=f"-{i}"))]
+
+    def html(self, i: int) -> bytes:
+        """Page ``i`` as served."""
+        return page_html(f"Page {i}", self.sections(i)).encode()
+
     def start(
         self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
     ) -> Finished:
         db = StateDB(page_store)
         for i in range(PAGES):
-            html = page_html(f"Page {i}", [(f"Topic {i}", prose(f"topic{i}", i, salt=f"-{i}"))])
             url = f"http://site.test/p{i}.html"
-            db.add_fetched(run_id, FetchedPage(url, url, 200, content_type="text/html", body=html.encode()))
+            db.add_fetched(run_id, FetchedPage(url, url, 200, content_type="text/html", body=self.html(i)))
         db.close()
         return Finished()
 
@@ -211,19 +218,9 @@ class BatchSizes(Hooks):
 class HeavyPageCrawler(PagesCrawler):
     """:class:`PagesCrawler`'s pages, the third of them padded to several times the size of the others."""
 
-    def start(
-        self, crawl_path: Path, run_id: str, *, page_store: str, mode: CrawlMode, dry_run: bool
-    ) -> Finished:
-        db = StateDB(page_store)
-        for i in range(PAGES):
-            sections = [(f"Topic {i}", prose(f"topic{i}", i, salt=f"-{i}"))]
-            if i == 2:
-                sections += [(f"More {n}", prose(f"more{n}", n, salt="-heavy")) for n in range(12)]
-            url = f"http://site.test/p{i}.html"
-            html = page_html(f"Page {i}", sections).encode()
-            db.add_fetched(run_id, FetchedPage(url, url, 200, content_type="text/html", body=html))
-        db.close()
-        return Finished()
+    def sections(self, i: int) -> list[tuple[str, str]]:
+        more = [(f"More {n}", prose(f"more{n}", n, salt="-heavy")) for n in range(12)] if i == 2 else []
+        return super().sections(i) + more
 
 
 class ExtractedUrls(RecordingHooks):
@@ -243,8 +240,7 @@ class ExtractedUrls(RecordingHooks):
 def test_a_heavy_page_waits_until_the_embedder_has_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sizes = [len(page_html("Page 0", [("Topic 0", prose("topic0", 0, salt="-0"))]).encode())]
-    monkeypatch.setattr("ingest.run.HEAVY_PAGE_BYTES", 3 * sizes[0])  # page 2 only
+    monkeypatch.setattr("ingest.run.HEAVY_PAGE_BYTES", 3 * len(PagesCrawler().html(0)))  # page 2 only
     hooks = ExtractedUrls()  # each embed call takes a second: a reserve builds up
     summary = run_ingest(write_crawl(tmp_path, "heavy"), HeavyPageCrawler(), hooks=hooks)
     assert summary.status == "ok" and summary.pages_new == PAGES

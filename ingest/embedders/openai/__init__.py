@@ -5,8 +5,8 @@ Requests
     (OpenAI: 2048) and ``max_request_tokens`` tokens (OpenAI: 300k; further capped at a quarter second's
     worth of ``tokens_per_minute``, more when ``requests_per_minute`` would bind first), counted with
     tiktoken ``encode_ordinary``. Up to ``max_concurrency`` requests are in flight at once
-    (:func:`ingest.vendor.fan_out`: threads sharing the SDK's sync
-    client, so ``embed`` stays a plain call that also works inside a running event loop). A
+    (:func:`ingest.vendor.fan_out`: threads sharing the SDK's sync client, so ``embed`` stays a plain
+    call that also works inside a running event loop). A
     client-side :class:`~ingest.vendor.RateLimiter` shared by every call of one embedder keeps to
     ``requests_per_minute`` and ``tokens_per_minute``. Vectors travel as base64 float32
     (``encoding_format="base64"``, a quarter of the bytes of JSON floats) and are decoded here; a
